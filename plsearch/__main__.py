@@ -1,0 +1,5 @@
+import sys
+
+from plsearch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""The `plsearch` command line: one module per pipeline stage, one function per subcommand.
+
+Each module in COMMAND_MODULES defines `register(subparsers)`, which adds its subcommands
+with `set_defaults(func=...)`; a command function takes the parsed args and returns the
+exit code. The CLI is the only part of plsearch that prints. Every PlsearchError
+becomes one line on stderr and exit code 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from plsearch import __version__
+from plsearch.errors import PlsearchError
+
+# Subcommand modules, in the order they appear in --help.
+COMMAND_MODULES = [
+    "plsearch.cli.info",
+    "plsearch.cli.parent",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 2
+        self.exit(2, f"plsearch: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="plsearch", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"plsearch {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except PlsearchError as exc:
+        print(f"plsearch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("plsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Device timers: one interface, three backends (cpu, cuda, npu).
+
+    timer = get_timer("auto")            # npu if torch_npu works, else cuda, else cpu
+    timing = timer.time(fn, warmup=2, repeats=10, reset=None)
+    timing.median_ms, timing.p10_ms, timing.p90_ms
+
+Every timed call runs under ``torch.inference_mode()``; the device is synchronized before
+the clock is read. ``reset`` (optional) runs between repeats, outside the timed region:
+the profiler uses it to drop the token a decode step appended to its KV cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import socket
+import statistics
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from plsearch.errors import DeviceError
+
+__all__ = ["CpuTimer", "CudaTimer", "NpuTimer", "Timer", "Timing", "get_timer"]
+
+logger = logging.getLogger(__name__)
+
+NPU_INSTALL_HINT = (
+    "install it with `pip install plsearch[npu]` on a machine with the CANN toolkit"
+)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds per call over ``repeats`` timed calls."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    repeats: int
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float]) -> Timing:
+        ordered = sorted(samples_ms)
+        return cls(
+            median_ms=statistics.median(ordered),
+            p10_ms=_quantile(ordered, 0.10),
+            p90_ms=_quantile(ordered, 0.90),
+            repeats=len(ordered),
+        )
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Linear-interpolated quantile of an already sorted list."""
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+class Timer(ABC):
+    """Times a zero-argument callable on one device."""
+
+    name: str  # backend: "cpu", "cuda" or "npu"
+    device: torch.device
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Wait until every queued kernel on the device has finished."""
+
+    @abstractmethod
+    def device_name(self) -> str: ...
+
+    @abstractmethod
+    def _time_once(self, fn: Callable[[], object]) -> float:
+        """Milliseconds of one call of ``fn`` (device synchronized around it)."""
+
+    def software_versions(self) -> dict[str, str]:
+        """torch / CUDA / CANN versions ("" where not applicable)."""
+        return {"torch_version": torch.__version__, "cuda_version": "", "cann_version": ""}
+
+    def threads(self) -> int:
+        return torch.get_num_threads()
+
+    def fingerprint(self, dtype: str) -> dict[str, object]:
+        """What identifies the measuring setup; written on every latency-table row."""
+        return {
+            "backend": self.name,
+            "device_name": self.device_name(),
+            **self.software_versions(),
+            "dtype": dtype,
+            "threads": self.threads(),
+            "host": socket.gethostname(),
+        }
+
+    def time(
+        self,
+        fn: Callable[[], object],
+        warmup: int = 2,
+        repeats: int = 10,
+        reset: Callable[[], object] | None = None,
+    ) -> Timing:
+        """Median / p10 / p90 milliseconds of ``fn`` after ``warmup`` untimed calls."""
+        if repeats < 1 or warmup < 0:
+            raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+        samples = []
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                elapsed = self._time_once(fn)
+                if i >= warmup:
+                    samples.append(elapsed)
+                if reset is not None:
+                    reset()
+        return Timing.from_samples(samples)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.device_name()!r})"
+
+
+class CpuTimer(Timer):
+    """Wall clock (perf_counter); the torch thread count goes into the fingerprint."""
+
+    name = "cpu"
+    device = torch.device("cpu")
+
+    def synchronize(self) -> None:
+        return None  # CPU ops run synchronously
+
+    def device_name(self) -> str:
+        return _cpu_model_name()
+
+    def _time_once(self, fn: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) * 1e3
+
+
+class CudaTimer(Timer):
+    """CUDA events around the call, then a device synchronize before reading them."""
+
+    name = "cuda"
+
+    def __init__(self, index: int = 0) -> None:
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                "--device cuda: no CUDA device is visible to torch "
+                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
+                "install a CUDA build of torch or use --device cpu"
+            )
+        self.device = torch.device("cuda", index)
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    def device_name(self) -> str:
+        return torch.cuda.get_device_name(self.device)
+
+    def software_versions(self) -> dict[str, str]:
+        return {**super().software_versions(), "cuda_version": torch.version.cuda or ""}
+
+    def _time_once(self, fn: Callable[[], object]) -> float:
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        self.synchronize()
+        start.record()
+        fn()
+        end.record()
+        self.synchronize()
+        return float(start.elapsed_time(end))
+
+
+class NpuTimer(Timer):
+    """Ascend NPU through torch_npu: torch.npu.Event(enable_timing=True) + synchronize."""
+
+    name = "npu"
+
+    def __init__(self, index: int = 0) -> None:
+        _import_torch_npu()
+        if not torch.npu.is_available():
+            raise DeviceError(
+                "--device npu: torch_npu imports but sees no NPU; check the driver and "
+                "ASCEND_RT_VISIBLE_DEVICES, or use --device cpu"
+            )
+        self.device = torch.device("npu", index)
+        torch.npu.set_device(self.device)
+
+    def synchronize(self) -> None:
+        torch.npu.synchronize()
+
+    def device_name(self) -> str:
+        return torch.npu.get_device_name(self.device.index or 0)
+
+    def software_versions(self) -> dict[str, str]:
+        import torch_npu
+
+        cann = ""
+        get_cann_version = getattr(getattr(torch_npu.npu, "utils", None), "get_cann_version", None)
+        if get_cann_version is not None:
+            try:
+                cann = str(get_cann_version(module="CANN"))
+            except Exception as exc:  # older CANN layouts: record the gap, keep measuring
+                logger.warning("cannot read the CANN version: %s", exc)
+        return {**super().software_versions(), "cann_version": cann or "unknown"}
+
+    def _time_once(self, fn: Callable[[], object]) -> float:
+        start = torch.npu.Event(enable_timing=True)
+        end = torch.npu.Event(enable_timing=True)
+        self.synchronize()
+        start.record()
+        fn()
+        end.record()
+        self.synchronize()
+        return float(start.elapsed_time(end))
+
+
+def _import_torch_npu() -> None:
+    try:
+        import torch_npu  # noqa: F401  (registers torch.npu)
+    except ImportError as exc:
+        raise DeviceError(
+            f"--device npu needs torch_npu, which cannot be imported ({exc}); "
+            f"{NPU_INSTALL_HINT}"
+        ) from None
+
+
+def _npu_usable() -> bool:
+    try:
+        _import_torch_npu()
+        return bool(torch.npu.is_available())
+    except (DeviceError, AttributeError, RuntimeError):
+        return False
+
+
+def get_timer(kind: str = "auto") -> Timer:
+    """A timer for ``kind``: auto (npu, then cuda, then cpu), npu, cuda or cpu."""
+    if kind == "auto":
+        if _npu_usable():
+            return NpuTimer()
+        if torch.cuda.is_available():
+            return CudaTimer()
+        return CpuTimer()
+    timers = {"cpu": CpuTimer, "cuda": CudaTimer, "npu": NpuTimer}
+    if kind not in timers:
+        raise DeviceError(f"unknown device {kind!r}; use one of: auto, npu, cuda, cpu")
+    return timers[kind]()
+
+
+def _cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
