@@ -60,6 +60,9 @@ class DeviceProfile:
     dtype: DtypeName = "float32"
     # torch intra-op threads for the cpu backend; None = torch's default. Ignored elsewhere.
     threads: int | None = None
+    # cpu backend clock: wall (perf_counter) or thread (this thread's CPU time, which a
+    # shared machine's other processes do not inflate; needs threads: 1).
+    cpu_clock: Literal["wall", "thread"] = "wall"
     description: str = ""
     alignment: Alignment = dataclasses.field(default_factory=Alignment)
     workload: Workload = dataclasses.field(default_factory=Workload)
@@ -111,6 +114,11 @@ def load_device_profile(path: str | Path) -> DeviceProfile:
     """Read and validate a device profile (a path or a shipped name like ``cpu``)."""
     path = device_profile_path(path)
     profile = load_dataclass(DeviceProfile, read_yaml(path), source=str(path))
+    if profile.kind == "cpu" and profile.cpu_clock == "thread" and profile.threads != 1:
+        raise ConfigError(
+            f"{path}: cpu_clock: thread only times one thread, but threads is "
+            f"{profile.threads}; set threads: 1 or cpu_clock: wall; fix the file"
+        )
     return profile
 
 

@@ -146,7 +146,7 @@ def load_cached_importance(
         return None
     try:
         importance = Importance.load(path)
-    except Exception as exc:  # a corrupt cache entry is recomputed, never fatal
+    except Exception as exc:  # noqa: BLE001 - a corrupt cache entry is recomputed, never fatal
         logger.warning("ignoring unreadable importance cache %s (%s)", path, exc)
         return None
     if importance.key != key:
@@ -220,40 +220,40 @@ class _ChannelAbs:
 class _HeadNorm:
     """Forward pre-hook on o_proj: sum over tokens of each head's output L2 norm."""
 
-    def __init__(self, num_heads: int, head_dim: int) -> None:
-        self.total = torch.zeros(num_heads)
+    def __init__(self, num_heads: int, head_dim: int, device) -> None:
+        self.total = torch.zeros(num_heads, device=device)
         self.head_dim = head_dim
 
     def __call__(self, module, args) -> None:
         x = args[0]
         heads = x.unflatten(-1, (-1, self.head_dim))  # (B, T, n_q, h)
         norms = torch.linalg.vector_norm(heads, dim=-1, dtype=torch.float32)  # (B, T, n_q)
-        self.total += norms.sum(dim=(0, 1)).cpu()
+        self.total += norms.sum(dim=(0, 1))
 
 
 class _InputAbs:
     """Forward pre-hook on down_proj: sum over tokens of |input| per FFN neuron."""
 
-    def __init__(self, size: int) -> None:
-        self.total = torch.zeros(size)
+    def __init__(self, size: int, device) -> None:
+        self.total = torch.zeros(size, device=device)
 
     def __call__(self, module, args) -> None:
         x = args[0]
-        self.total += torch.linalg.vector_norm(x, ord=1, dim=(0, 1), dtype=torch.float32).cpu()
+        self.total += torch.linalg.vector_norm(x, ord=1, dim=(0, 1), dtype=torch.float32)
 
 
 class _BlockCosine:
     """Forward hook on a decoder layer: sum over tokens of cos(block input, block output)."""
 
-    def __init__(self) -> None:
-        self.total = torch.zeros(())
+    def __init__(self, device) -> None:
+        self.total = torch.zeros((), device=device)
         self.tokens = 0
 
     def __call__(self, module, args, kwargs, output) -> None:
         x_in = args[0] if args else kwargs["hidden_states"]
         x_out = output[0] if isinstance(output, tuple) else output
         cos = F.cosine_similarity(x_in.float(), x_out.float(), dim=-1)  # (B, T)
-        self.total += cos.sum().cpu()
+        self.total += cos.sum()
         self.tokens += cos.numel()
 
 
@@ -265,10 +265,10 @@ class _ImportanceHooks:
         device = next(model.parameters()).device
         self.arch = arch
         self.channel = torch.zeros(arch.hidden_size, device=device)
-        self.heads = [_HeadNorm(arch.num_attention_heads, arch.head_dim)
-                      for _ in range(arch.num_hidden_layers)]
-        self.neurons = [_InputAbs(arch.intermediate_size) for _ in range(arch.num_hidden_layers)]
-        self.blocks = [_BlockCosine() for _ in range(arch.num_hidden_layers)]
+        layers = range(arch.num_hidden_layers)
+        self.heads = [_HeadNorm(arch.num_attention_heads, arch.head_dim, device) for _ in layers]
+        self.neurons = [_InputAbs(arch.intermediate_size, device) for _ in layers]
+        self.blocks = [_BlockCosine(device) for _ in layers]
 
     def register(self, model: nn.Module, family) -> list:
         handles = []
@@ -287,15 +287,15 @@ class _ImportanceHooks:
         tokens = self.blocks[0].tokens
         if tokens == 0:
             raise ValueError("compute_importance got no calibration batches")
-        head = torch.stack([h.total for h in self.heads]) / tokens  # (L, n_q)
+        head = torch.stack([h.total for h in self.heads]).cpu() / tokens  # (L, n_q)
         per_group = self.arch.queries_per_group
         kv_group = head.unflatten(1, (self.arch.num_key_value_heads, per_group)).sum(-1)
-        cosine = torch.stack([b.total for b in self.blocks]) / tokens
+        cosine = torch.stack([b.total for b in self.blocks]).cpu() / tokens
         return Importance(
             channel=(self.channel / tokens).cpu(),
             head=head,
             kv_group=kv_group,
-            neuron=torch.stack([n.total for n in self.neurons]) / tokens,
+            neuron=torch.stack([n.total for n in self.neurons]).cpu() / tokens,
             block_influence=1.0 - cosine,
             num_tokens=tokens,
             model_type=model_type,

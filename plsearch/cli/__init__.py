@@ -20,6 +20,11 @@ from plsearch.errors import PlsearchError
 COMMAND_MODULES = [
     "plsearch.cli.info",
     "plsearch.cli.parent",
+    "plsearch.cli.latency",
+    "plsearch.cli.prune",
+    "plsearch.cli.recover",
+    "plsearch.cli.search",
+    "plsearch.cli.report",
 ]
 
 

@@ -25,7 +25,9 @@ __all__ = [
     "COLUMNS",
     "FINGERPRINT_COLUMNS",
     "append_rows",
+    "default_db_dir",
     "device_tag",
+    "find_table",
     "fingerprint_matches",
     "fingerprint_mismatches",
     "latest_fingerprint",
@@ -38,6 +40,7 @@ logger = logging.getLogger(__name__)
 # Identify the measuring setup; equal on every row of one profiling run.
 FINGERPRINT_COLUMNS = (
     "backend",  # timer backend: cpu | cuda | npu
+    "clock",  # events (cuda/npu) | wall | thread (cpu)
     "device_name",
     "torch_version",
     "cuda_version",  # "" unless cuda
@@ -92,6 +95,29 @@ def device_tag(profile_name: str, device_name: str) -> str:
     """File stem for a table: the profile name and a slug of the device name."""
     slug = re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-") or "device"
     return f"{profile_name}-{slug}"
+
+
+def default_db_dir() -> Path:
+    """latency_db/ of the source tree when plsearch runs from one, else ./latency_db."""
+    repo_db = Path(__file__).resolve().parents[2] / "latency_db"
+    return repo_db if repo_db.is_dir() else Path("latency_db")
+
+
+def find_table(profile_name: str, device_name: str, folder: Path | None = None) -> Path:
+    """This device's table in latency_db/, else the only table of the profile there."""
+    folder = folder or default_db_dir()
+    own = folder / f"{device_tag(profile_name, device_name)}.csv"
+    if own.exists():
+        return own
+    candidates = sorted(folder.glob(f"{profile_name}-*.csv"))
+    if len(candidates) == 1:
+        logger.warning("no table for %s; using %s", device_name, candidates[0])
+        return candidates[0]
+    listed = ", ".join(str(c) for c in candidates) or "none"
+    raise LatencyTableError(
+        f"no latency table for this device at {own} (tables for profile {profile_name}: "
+        f"{listed}); run `plsearch profile-npu` or pass --db"
+    )
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -184,6 +210,7 @@ def append_rows(path: str | Path, rows: Iterable[Mapping[str, object]]) -> pd.Da
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             table.to_csv(fh, index=False, float_format="%.6g")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a table is shared data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -7,10 +7,15 @@
 Every timed call runs under ``torch.inference_mode()``; the device is synchronized before
 the clock is read. ``reset`` (optional) runs between repeats, outside the timed region:
 the profiler uses it to drop the token a decode step appended to its KV cache.
+``flush=True`` also overwrites a buffer larger than the device's last-level cache before
+every call (as triton's do_bench does), so a block timed alone reads its weights from
+memory the way it does inside a model, where the other layers and the lm_head evict them
+between its calls.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import platform
 import socket
@@ -19,12 +24,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from plsearch.errors import DeviceError
 
-__all__ = ["CpuTimer", "CudaTimer", "NpuTimer", "Timer", "Timing", "get_timer"]
+__all__ = [
+    "CpuTimer", "CudaTimer", "NpuTimer", "Timer", "Timing", "get_timer", "resolve_device",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +74,7 @@ class Timer(ABC):
 
     name: str  # backend: "cpu", "cuda" or "npu"
     device: torch.device
+    clock: str = "events"  # what is read: device events, or the cpu timer's wall/thread
 
     @abstractmethod
     def synchronize(self) -> None:
@@ -78,6 +87,17 @@ class Timer(ABC):
     def _time_once(self, fn: Callable[[], object]) -> float:
         """Milliseconds of one call of ``fn`` (device synchronized around it)."""
 
+    flush_bytes: int = 256 * 2**20  # larger than any accelerator's L2 we target
+
+    def flush_cache(self) -> None:
+        """Evict the last-level cache by overwriting a large buffer (untimed)."""
+        buffer = getattr(self, "_flush_buffer", None)
+        if buffer is None:
+            buffer = torch.empty(self.flush_bytes // 4, dtype=torch.float32, device=self.device)
+            self._flush_buffer = buffer
+        buffer.fill_(1.0)
+        self.synchronize()
+
     def software_versions(self) -> dict[str, str]:
         """torch / CUDA / CANN versions ("" where not applicable)."""
         return {"torch_version": torch.__version__, "cuda_version": "", "cann_version": ""}
@@ -89,6 +109,7 @@ class Timer(ABC):
         """What identifies the measuring setup; written on every latency-table row."""
         return {
             "backend": self.name,
+            "clock": self.clock,
             "device_name": self.device_name(),
             **self.software_versions(),
             "dtype": dtype,
@@ -102,6 +123,7 @@ class Timer(ABC):
         warmup: int = 2,
         repeats: int = 10,
         reset: Callable[[], object] | None = None,
+        flush: bool = False,
     ) -> Timing:
         """Median / p10 / p90 milliseconds of ``fn`` after ``warmup`` untimed calls."""
         if repeats < 1 or warmup < 0:
@@ -109,6 +131,8 @@ class Timer(ABC):
         samples = []
         with torch.inference_mode():
             for i in range(warmup + repeats):
+                if flush:
+                    self.flush_cache()
                 elapsed = self._time_once(fn)
                 if i >= warmup:
                     samples.append(elapsed)
@@ -121,10 +145,31 @@ class Timer(ABC):
 
 
 class CpuTimer(Timer):
-    """Wall clock (perf_counter); the torch thread count goes into the fingerprint."""
+    """CPU timer; the torch thread count goes into the fingerprint.
+
+    ``clock="wall"`` reads perf_counter. ``clock="thread"`` reads the calling thread's CPU
+    time (time.thread_time): on a shared machine it leaves out the slices the OS gives to
+    other processes, which wall time of a long call (a whole generation) picks up and a
+    short one (a block) mostly dodges. It equals wall time on an idle machine, and it is
+    only right when torch runs on this one thread (``torch.set_num_threads(1)``).
+    """
 
     name = "cpu"
     device = torch.device("cpu")
+
+    def __init__(self, clock: str = "wall") -> None:
+        clocks = {"wall": time.perf_counter, "thread": time.thread_time}
+        if clock not in clocks:
+            raise DeviceError(f"unknown cpu clock {clock!r}; use 'wall' or 'thread'")
+        if clock == "thread" and torch.get_num_threads() != 1:
+            raise DeviceError(
+                f"the thread clock needs one torch thread, torch uses "
+                f"{torch.get_num_threads()}; set threads: 1 in the device profile or use "
+                "the wall clock"
+            )
+        self.clock = clock
+        self._now = clocks[clock]
+        self.flush_bytes = 2 * _cpu_last_level_cache_bytes()
 
     def synchronize(self) -> None:
         return None  # CPU ops run synchronously
@@ -133,9 +178,9 @@ class CpuTimer(Timer):
         return _cpu_model_name()
 
     def _time_once(self, fn: Callable[[], object]) -> float:
-        start = time.perf_counter()
+        start = self._now()
         fn()
-        return (time.perf_counter() - start) * 1e3
+        return (self._now() - start) * 1e3
 
 
 class CudaTimer(Timer):
@@ -201,7 +246,7 @@ class NpuTimer(Timer):
         if get_cann_version is not None:
             try:
                 cann = str(get_cann_version(module="CANN"))
-            except Exception as exc:  # older CANN layouts: record the gap, keep measuring
+            except (RuntimeError, OSError, ValueError) as exc:  # record the gap, keep going
                 logger.warning("cannot read the CANN version: %s", exc)
         return {**super().software_versions(), "cann_version": cann or "unknown"}
 
@@ -234,18 +279,26 @@ def _npu_usable() -> bool:
         return False
 
 
-def get_timer(kind: str = "auto") -> Timer:
-    """A timer for ``kind``: auto (npu, then cuda, then cpu), npu, cuda or cpu."""
+def resolve_device(kind: str = "auto") -> str:
+    """The backend ``kind`` stands for: auto picks npu, then cuda, then cpu."""
     if kind == "auto":
         if _npu_usable():
-            return NpuTimer()
-        if torch.cuda.is_available():
-            return CudaTimer()
-        return CpuTimer()
-    timers = {"cpu": CpuTimer, "cuda": CudaTimer, "npu": NpuTimer}
-    if kind not in timers:
+            return "npu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if kind not in ("cpu", "cuda", "npu"):
         raise DeviceError(f"unknown device {kind!r}; use one of: auto, npu, cuda, cpu")
-    return timers[kind]()
+    return kind
+
+
+def get_timer(kind: str = "auto", *, cpu_clock: str = "wall") -> Timer:
+    """A timer for ``kind``: auto (npu, then cuda, then cpu), npu, cuda or cpu.
+
+    ``cpu_clock`` ("wall" or "thread") only applies to the cpu backend.
+    """
+    kind = resolve_device(kind)
+    if kind == "cpu":
+        return CpuTimer(cpu_clock)
+    return CudaTimer() if kind == "cuda" else NpuTimer()
 
 
 def _cpu_model_name() -> str:
@@ -257,3 +310,19 @@ def _cpu_model_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "cpu"
+
+
+def _cpu_last_level_cache_bytes(default: int = 32 * 2**20) -> int:
+    """Size of the largest CPU cache that sysfs reports (Linux), else ``default``."""
+    sizes = []
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip().upper()
+        except OSError:
+            continue
+        units = {"K": 2**10, "M": 2**20, "G": 2**30}
+        if text and text[-1] in units and text[:-1].isdigit():
+            sizes.append(int(text[:-1]) * units[text[-1]])
+        elif text.isdigit():
+            sizes.append(int(text))
+    return max(sizes, default=default)

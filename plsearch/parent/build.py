@@ -49,7 +49,7 @@ class ParentRecipe:
     # Training.
     seq_len: int = 128  # skills are short; 128 keeps a CPU step cheap
     batch_size: int = 8
-    max_steps: int = 2500
+    max_steps: int = 1600
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100

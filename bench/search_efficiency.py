@@ -1,0 +1,145 @@
+"""Does the default sampler find a better accuracy/speed front than random sampling?
+
+Side by side in one run: the same search (space, budget, ladder, number of built
+candidates) with the default sampler (TPE, constraint-aware) and with random sampling,
+over the same list of seeds. For each run, the Pareto hypervolume of the fully evaluated
+candidates in (accuracy objective, predicted tokens/s), both maximized, relative to the
+reference point (accuracy 0, the budget's tokens/s): the area the front dominates inside
+the feasible region. Prints every run, the mean per sampler and the ratio default/random.
+
+    .venv/bin/python bench/search_efficiency.py                     # real pipeline, built-in parent
+    .venv/bin/python bench/search_efficiency.py --seeds 0 1 2 3 --trials 10
+    .venv/bin/python bench/search_efficiency.py --surrogate         # fast, NOT the real pipeline
+
+By default every trial is real (prune, KD, lm-eval on the built-in parent), with the
+tiny budgets of bench/search_efficiency.yaml so the whole bench runs in tens of minutes on
+a 2-core CPU. --surrogate replaces models by plsearch.search.testing.FakePipeline
+(accuracy a smooth function of size); its numbers say nothing about real searches and are
+labeled SURROGATE in the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SPACE = Path(__file__).with_name("search_efficiency.yaml")
+
+
+def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
+    """Area dominated by ``points`` (both coordinates maximized) above ``reference``."""
+    inside = [p for p in points if p[0] > reference[0] and p[1] > reference[1]]
+    ordered = sorted(inside, key=lambda p: -p[1])  # fastest first
+    area, best_x = 0.0, reference[0]
+    for i, (x, y) in enumerate(ordered):
+        best_x = max(best_x, x)  # best accuracy among points at least this fast
+        lower = ordered[i + 1][1] if i + 1 < len(ordered) else reference[1]
+        area += (best_x - reference[0]) * (y - lower)
+    return area
+
+
+def run_one(sampler: str, seed: int, args, workdir: Path, factory, latency) -> dict:
+    import optuna
+
+    from plsearch.search.run import SearchOptions, run_search
+    from plsearch.search.study import storage_url
+    from plsearch.search.verify import fully_evaluated
+
+    out = workdir / f"{sampler}-{seed}"
+    opts = SearchOptions(budget=args.budget, space=str(args.space), device_profile=args.profile,
+                         latency_db=args.latency_db, trials=args.trials, out=str(out),
+                         study=f"{sampler}-{seed}", sampler=sampler, seed=seed, verify=False,
+                         command="bench/search_efficiency.py")
+    start = time.perf_counter()
+    summary = run_search(opts, latency=latency, pipeline_factory=factory)
+    study = optuna.load_study(study_name=opts.study, storage=storage_url(None, out))
+    done = fully_evaluated(study)
+    points = [(t.values[0], t.user_attrs["predicted_tokens_per_s"]) for t in done]
+    reference = (0.0, summary.budget_tokens_per_s)
+    trials = study.get_trials()
+    return {"sampler": sampler, "seed": seed, "hypervolume": hypervolume(points, reference),
+            "full_evaluations": len(done), "built": summary.built,
+            "proposed": len(trials), "front": len(summary.front),
+            "best_accuracy": max((p[0] for p in points), default=float("nan")),
+            "seconds": time.perf_counter() - start}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--trials", type=int, default=8, help="candidates built per run")
+    p.add_argument("--budget", default="1.5x")
+    p.add_argument("--space", type=Path, default=SPACE)
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--latency-db", help="latency table (default: this machine's in latency_db/)")
+    p.add_argument("--surrogate", action="store_true",
+                   help="fake objective instead of the real pipeline (labeled SURROGATE)")
+    p.add_argument("--workdir", type=Path, help="keep the run folders here")
+    args = p.parse_args(argv)
+    if len(args.seeds) < 3:
+        p.error("use at least 3 seeds")
+
+    import optuna
+
+    from plsearch.search.testing import FakeLatency, fake_pipeline
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    label = "SURROGATE objective (fake pipeline, not real models)" if args.surrogate else \
+        "real pipeline (prune + KD + lm-eval on the built-in parent)"
+    print(f"search efficiency: default sampler (tpe) vs random, {args.trials} candidates per "
+          f"run, seeds {args.seeds}, budget {args.budget}; {label}", flush=True)
+    if args.surrogate:
+        factory, latency = fake_pipeline, FakeLatency()
+    else:
+        factory, latency = _shared_real_pipeline(), None
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="plsearch-bench-"))
+    rows = []
+    for seed in args.seeds:
+        for sampler in ("tpe", "random"):  # alternate, so machine drift hits both alike
+            row = run_one(sampler, seed, args, workdir, factory, latency)
+            rows.append(row)
+            print(f"  {sampler:6s} seed {seed}: hypervolume {row['hypervolume']:10.3f}  "
+                  f"full evaluations {row['full_evaluations']:2d}  built {row['built']:2d}  "
+                  f"proposed {row['proposed']:2d}  front {row['front']}  best accuracy "
+                  f"{row['best_accuracy']:.3f}  ({row['seconds']:.0f} s)", flush=True)
+    means = {s: statistics.mean(r["hypervolume"] for r in rows if r["sampler"] == s)
+             for s in ("tpe", "random")}
+    spread = {s: statistics.pstdev(r["hypervolume"] for r in rows if r["sampler"] == s)
+              for s in ("tpe", "random")}
+    wins = sum(a["hypervolume"] > b["hypervolume"] for a, b in
+               zip([r for r in rows if r["sampler"] == "tpe"],
+                   [r for r in rows if r["sampler"] == "random"]))
+    print(f"mean hypervolume: tpe {means['tpe']:.3f} (sd {spread['tpe']:.3f}), random "
+          f"{means['random']:.3f} (sd {spread['random']:.3f})")
+    ratio = means["tpe"] / means["random"] if means["random"] else float("inf")
+    print(f"ratio default/random: {ratio:.3f}  (tpe better on {wins} of {len(args.seeds)} "
+          f"seeds){'  [SURROGATE]' if args.surrogate else ''}")
+    print(f"run folders: {workdir}")
+    return 0
+
+
+def _shared_real_pipeline():
+    """A pipeline_factory that loads the parent once for every run of the bench."""
+    from plsearch.search.pipeline import load_pipeline
+
+    cache: dict = {}
+
+    def factory(model_dir, space, profile, latency, *, seed=0):
+        key = (str(model_dir), space.source, seed)
+        if key not in cache:
+            cache[key] = load_pipeline(model_dir, space, profile, latency, seed=seed)
+            score = cache[key].parent_score()  # scored once, reused by every run
+            cache[key].parent_score = lambda: score
+        return cache[key]
+
+    return factory
+
+
+if __name__ == "__main__":
+    sys.exit(main())

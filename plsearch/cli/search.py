@@ -1,0 +1,176 @@
+"""`plsearch search` and `plsearch export`: the main job and its hand-off."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "search", help="search pruned architectures under a speed budget (Optuna)",
+        description="Sample aligned architectures from a search space, skip those whose "
+        "predicted tokens/s misses the budget, build the rest from the parent (Pangu Light), "
+        "retrain them by KD on a successive-halving ladder, score them, and measure the "
+        "Pareto-front candidates end to end. Running the same command again resumes.")
+    p.add_argument("--budget", required=True, metavar="SPEC",
+                   help="speed budget: 1.5x (vs the parent) or 2500tok/s, on the device "
+                   "profile's workload")
+    p.add_argument("--model", help="parent HF folder (default: the built-in parent)")
+    p.add_argument("--space", metavar="YAML", help="search space file or shipped name "
+                   "(default: configs/search/default.yaml)")
+    p.add_argument("--device-profile", default="cpu", metavar="YAML",
+                   help="device profile file or shipped name (default: cpu)")
+    p.add_argument("--latency-db", metavar="CSV", help="latency table (default: "
+                   "latency_db/<profile>-<device>.csv, measured by `plsearch profile-npu`)")
+    p.add_argument("--trials", type=int, default=12, metavar="N",
+                   help="candidates to build, all workers together; arches that miss the "
+                   "budget are recorded but do not count (default 12)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="start no new trial after this many seconds")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage shared by workers, e.g. "
+                   "postgresql://user:pw@host/db (default: sqlite in the run folder)")
+    p.add_argument("--study", metavar="NAME", help="study name (default: <space>-<budget>)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: reports/<study>)")
+    p.add_argument("--artifacts", metavar="DIR", help="where candidates are saved; a shared "
+                   "folder when workers run on several machines (default: <out>/candidates)")
+    p.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe",
+                   help="Optuna sampler (default tpe, constraint-aware)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="do not measure the Pareto-front candidates at the end")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="do not write report.html")
+    p.set_defaults(func=cmd_search)
+
+    e = sub.add_parser(
+        "export", help="write one searched candidate as a Hugging Face folder + model card",
+        description="Copy a candidate saved by `plsearch search` to a new folder with a "
+        "README.md model card (parent, arch, recipe, KD budget, scores, speeds, device).")
+    src = e.add_argument_group("which search")
+    src.add_argument("--out-dir", metavar="DIR", help="run folder of the search (holds study.db)")
+    src.add_argument("--storage", metavar="URL", help="Optuna storage URL of the search")
+    src.add_argument("--study", metavar="NAME", help="study name (needed when the storage "
+                     "holds several)")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, metavar="N", help="trial number")
+    which.add_argument("--best-for", metavar="BUDGET",
+                       help="the most accurate saved candidate meeting BUDGET (1.5x, 2500tok/s)")
+    e.add_argument("--out", required=True, metavar="DIR", help="new folder to write")
+    e.set_defaults(func=cmd_export)
+
+
+def cmd_search(args) -> int:
+    import optuna
+
+    from plsearch.search.run import SearchOptions, run_search
+
+    # Optuna's per-trial INFO lines repeat what _print_trial shows; lm-eval's warnings and
+    # progress bars (dozens per trial) bury it. -v brings them all back.
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
+    if not args.verbose:
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
+        os.environ.setdefault("TQDM_DISABLE", "1")
+
+    opts = SearchOptions(
+        budget=args.budget, model=args.model, space=args.space,
+        device_profile=args.device_profile, latency_db=args.latency_db, trials=args.trials,
+        timeout=args.timeout, storage=args.storage, study=args.study, out=args.out,
+        artifacts=args.artifacts, sampler=args.sampler, seed=args.seed, verify=args.verify,
+        command=_command_line(args))
+    summary = run_search(opts, on_trial=_print_trial, on_stage=lambda m: print(f"== {m}",
+                                                                               flush=True))
+    print(f"== done in {summary.seconds:.0f} s: {summary.built} candidates built, "
+          f"{summary.infeasible} arches skipped (budget), {summary.failed} failed")
+    if summary.recovered:
+        print(f"   resumed: trials {summary.recovered} were left running by a killed search; "
+              "their arches were queued again")
+    _print_verification(summary.verification)
+    print(f"   study {summary.study_name} in {summary.storage}")
+    print(f"   run folder {summary.run_dir} (trials.csv, run.json)")
+    if args.report:
+        _write_report(summary)
+    return 0
+
+
+_REPRODUCE = ("budget", "model", "space", "device_profile", "latency_db", "trials", "timeout",
+              "study", "out", "artifacts", "sampler", "seed")
+
+
+def _command_line(args) -> str:
+    """The search as one command line (no storage URL: it may hold a password)."""
+    parts = ["plsearch", "search"]
+    for name in _REPRODUCE:
+        value = getattr(args, name)
+        if value is not None:
+            parts += [f"--{name.replace('_', '-')}", shlex.quote(str(value))]
+    if args.storage:
+        parts += ["--storage", "URL"]
+    return " ".join(parts)
+
+
+def _print_trial(trial) -> None:
+    a = trial.user_attrs
+    arch = a.get("arch") or {}
+    shape = (f"L{arch.get('num_hidden_layers')} d{arch.get('hidden_size')} "
+             f"q{arch.get('num_attention_heads')}/kv{arch.get('num_key_value_heads')} "
+             f"ffn{arch.get('intermediate_size')}") if arch else "?"
+    speed = f"{a.get('predicted_tokens_per_s', float('nan')):,.0f} tok/s"
+    seconds = (a.get("seconds") or {}).get("total", 0.0)
+    if trial.state.name == "FAIL":
+        what = f"FAILED: {a.get('fail_reason', '?')}"
+    elif not a.get("feasible"):
+        what = "misses the budget, not built"
+    else:
+        what = (f"rung {a['rung'] + 1}/{a['rungs_total']}  acc {a.get('accuracy', 0):.3f}  "
+                f"ppl {a.get('perplexity', float('nan')):.2f}")
+    print(f"trial {trial.number:3d}  {shape:28s} {speed:>14s}  {what}  ({seconds:.0f} s)",
+          flush=True)
+
+
+def _print_verification(verification: dict) -> None:
+    if not verification:
+        return
+    if "skipped" in verification:
+        print(f"   verification skipped: {verification['skipped']}")
+        return
+    print("   Pareto front, predicted vs measured tokens/s:")
+    parent = verification["parent"]
+    rows = [("parent", parent["predicted_tokens_per_s"], parent["measured_tokens_per_s"])]
+    rows += [(f"trial {r['trial']}", r["predicted_tokens_per_s"], r["measured_tokens_per_s"])
+             for r in verification["candidates"]]
+    for label, predicted, measured in rows:
+        error = (predicted / measured - 1) * 100 if predicted and measured else float("nan")
+        print(f"     {label:10s} predicted {predicted:10,.0f}  measured {measured:10,.0f}  "
+              f"({error:+.1f}%)")
+    if verification.get("median_abs_error") is not None:
+        print(f"   prediction error on the front: median {verification['median_abs_error']:.1%}, "
+              f"max {verification['max_abs_error']:.1%}")
+
+
+def _write_report(summary) -> None:
+    try:
+        from plsearch.report import write_report
+    except ImportError:
+        print("   (report step not available in this install: no report.html)")
+        return
+    storage = None if summary.url.startswith("sqlite") else summary.url
+    out = write_report(storage_url=storage, study_name=summary.study_name,
+                       run_dir=str(summary.run_dir), out=Path(summary.run_dir) / "report.html")
+    print(f"   report {out}")
+
+
+def cmd_export(args) -> int:
+    from plsearch.search.export import choose_trial, export_candidate, open_for_export
+
+    study = open_for_export(out_dir=args.out_dir, storage=args.storage, study=args.study)
+    trial = choose_trial(study, number=args.trial, best_for=args.best_for)
+    out = export_candidate(study, trial, args.out)
+    a = trial.user_attrs
+    measured = a.get("measured_tokens_per_s")
+    print(f"exported trial {trial.number} to {out}: accuracy {a.get('accuracy', 0):.4f}, "
+          f"{a.get('params', 0):,} params, predicted {a['predicted_tokens_per_s']:,.0f} tok/s"
+          + (f", measured {measured:,.0f} tok/s" if measured else ""))
+    return 0

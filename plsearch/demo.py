@@ -1,0 +1,124 @@
+"""`make demo`: the whole product on the built-in parent, on this machine, in ~15 minutes.
+
+    python -m plsearch.demo [--trials 12] [--budget 1.5x] [--out reports/demo] [--fresh]
+
+1. Profile this CPU (quick grid over the default space's shapes) unless latency_db/
+   already holds a table measured on this exact setup.
+2. `plsearch search --budget 1.5x` on configs/search/default.yaml (about 12 candidates,
+   successive halving over a tiny KD budget), which also measures the Pareto front end
+   to end and writes reports/demo/ (study.db, trials.csv, run.json, report.html).
+3. `plsearch export --best-for 1.5x` -> reports/demo/best/ (an ordinary HF folder).
+4. Time the exported model and the parent on the same workload in this same run and
+   print the measured speed-up next to the predicted one.
+
+Running it again resumes the study (nothing to redo when it finished); --fresh starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+DEMO_SECONDS = 15 * 60  # the whole demo's budget on a 2-core CPU
+RESERVED_AFTER_TRIALS = 150  # verification, export, speed-up measurement, report
+PROFILE = "cpu"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m plsearch.demo", description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=12)
+    p.add_argument("--budget", default="1.5x")
+    p.add_argument("--out", default="reports/demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="delete the previous demo run first")
+    args = p.parse_args(argv)
+    start = time.monotonic()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # per-load progress bars bury the demo's lines
+
+    from plsearch.cli import main as cli
+
+    out = Path(args.out)
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    _step(f"plsearch demo: built-in parent, budget {args.budget}, {args.trials} candidates, "
+          f"this machine's CPU")
+
+    # 1. a latency table that describes this machine
+    from plsearch.config import configs_dir, load_device_profile
+    from plsearch.errors import LatencyTableError
+    from plsearch.search.pipeline import load_latency
+
+    profile = load_device_profile(PROFILE)
+    space = str(configs_dir() / "search" / "default.yaml")
+    try:
+        latency = load_latency(profile)
+        _step(f"latency table {latency.table_path} matches this machine: no profiling needed")
+    except LatencyTableError as exc:
+        _step(f"{exc}\n== profiling this machine first (quick grid over the default space)")
+        code = cli(["profile-npu", "--device", "cpu", "--device-profile", PROFILE, "--quick",
+                    "--space", space, "--seed", str(args.seed)])
+        if code:
+            return code
+    _step(f"{time.monotonic() - start:.0f} s so far")
+
+    # 2. the search (it writes the report too)
+    elapsed = time.monotonic() - start
+    timeout = max(60, DEMO_SECONDS - RESERVED_AFTER_TRIALS - elapsed - 60)  # 60: loading
+    code = cli(["search", "--budget", args.budget, "--space", space, "--device-profile",
+                PROFILE, "--trials", str(args.trials), "--timeout", f"{timeout:.0f}",
+                "--out", str(out), "--study", "demo", "--seed", str(args.seed)])
+    if code:
+        return code
+
+    # 3. export the best candidate meeting the budget
+    best = out / "best"
+    if best.exists():
+        shutil.rmtree(best)
+    code = cli(["export", "--out-dir", str(out), "--best-for", args.budget, "--out", str(best)])
+    if code:
+        return code
+
+    # 4. the measured speed-up of the exported model, in this same run
+    ratio = measure_speedup(best, profile)
+    _step(f"exported model {ratio['exported']:,.0f} tokens/s vs parent {ratio['parent']:,.0f} "
+          f"tokens/s on {profile.name} (batch {profile.workload.batch_size}, prompt "
+          f"{profile.workload.prompt_len}, {profile.workload.generated_len} generated): "
+          f"measured speed-up {ratio['measured']:.2f}x (predicted {ratio['predicted']:.2f}x, "
+          f"budget {args.budget})")
+    _step(f"demo finished in {time.monotonic() - start:.0f} s; open {out / 'report.html'}; "
+          f"the model is in {best}")
+    return 0
+
+
+def measure_speedup(exported: Path, profile, rounds: int = 3) -> dict[str, float]:
+    """Median tokens/s of the exported model and the parent, measured alternately."""
+    import json
+    import statistics
+
+    from plsearch.models import load_model
+    from plsearch.search.pipeline import measure_tokens_per_s
+
+    model, _, _ = load_model(exported)
+    parent, _, _ = load_model(None)
+    speeds: dict[str, list[float]] = {"exported": [], "parent": []}
+    for _ in range(rounds):  # alternate, so drift on a shared machine hits both alike
+        speeds["parent"].append(measure_tokens_per_s(parent, profile, repeats=3))
+        speeds["exported"].append(measure_tokens_per_s(model, profile, repeats=3))
+    meta = json.loads((exported / "plsearch.json").read_text(encoding="utf-8"))
+    exported_tps = statistics.median(speeds["exported"])
+    parent_tps = statistics.median(speeds["parent"])
+    predicted = meta["predicted_tokens_per_s"] / meta["parent_tokens_per_s"]
+    return {"exported": exported_tps, "parent": parent_tps,
+            "measured": exported_tps / parent_tps, "predicted": predicted}
+
+
+def _step(message: str) -> None:
+    print(f"== {message}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Scoring: lm-eval on in-memory models, and held-out perplexity.
+
+    scores = evaluate(model, tokenizer, ["plsearch_skills", "plsearch_text"], limit=100)
+    scores["plsearch_recall"]["acc"]
+
+The model is wrapped in lm-eval's HFLM as it is (never written to disk) and scored by
+lm_eval.evaluator.evaluate with every seed set explicitly. plsearch's
+offline tasks (plsearch/tasks/, documented in configs/tasks/README.md) are read from a
+task index of that one folder, built once per process; lm-eval's own index of ~15k
+tasks (about 20 s to build) is built only when a requested name is not a plsearch task,
+so standard tasks such as hellaswag pass through when their data is available offline.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from plsearch.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_TASKS", "TASK_DIR", "evaluate", "local_task_names", "perplexity"]
+
+TASK_DIR = Path(__file__).parent / "tasks"  # package data: YAML tasks + utils.py
+DEFAULT_TASKS = ("plsearch_skills", "plsearch_text")
+
+
+def evaluate(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, limit: int | None = None,
+             seed: int = 0, batch_size: int = 32,
+             heldout_dir: str | Path | None = None) -> dict[str, dict[str, float]]:
+    """{task or group: {metric: value}} for `model` on lm-eval `tasks`.
+
+    Metric names drop lm-eval's filter suffix (",none"); every entry also has "samples",
+    the number of documents scored (so a `limit` is recorded next to the score).
+    `seed` seeds python, numpy and torch (globally, as lm-eval does) and the few-shot
+    sampler. The model runs in eval mode and is given back in its former mode.
+    `heldout_dir` replaces the built-in parent's held-out files for plsearch's tasks.
+    """
+    tasks = list(tasks)
+    if not tasks:
+        raise ConfigError("no tasks to evaluate; pass task names such as plsearch_skills")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be a positive number of documents (got {limit})")
+    local = local_task_names()
+    for name in tasks:  # a misspelt plsearch task: answer without lm-eval's big index
+        if name not in local and (hint := difflib.get_close_matches(name, local, n=3)):
+            raise ConfigError(f"unknown task {name!r}; did you mean {', '.join(hint)}?")
+    manager = _task_manager(any(name not in local for name in tasks),
+                            str(heldout_dir) if heldout_dir else None)
+    _check_names(tasks, manager)
+    was_training = model.training
+    model.eval()
+    try:
+        output = _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size)
+    except OSError as exc:  # ConnectionError, FileNotFoundError: a dataset not cached
+        if all(name in local for name in tasks):
+            raise
+        raise ConfigError(f"cannot load the data of {', '.join(tasks)} "
+                          f"({str(exc).splitlines()[0][:160]}); standard lm-eval tasks need "
+                          "their dataset in the local Hugging Face cache (plsearch is "
+                          "offline)") from None
+    finally:
+        model.train(was_training)
+    return _flatten(output)
+
+
+def _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size) -> dict:
+    """What lm_eval.simple_evaluate does for an in-memory model, minus its environment
+    report (torch's collect_env runs subprocesses: ~5 s per call, every candidate)."""
+    import random
+
+    import numpy as np
+    from lm_eval.evaluator import evaluate as lm_eval_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    random.seed(seed)  # simple_evaluate's random_seed, numpy_random_seed, torch_random_seed
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    loaded = manager.load(tasks)
+    for task in loaded["tasks"].values():
+        if task.get_config("num_fewshot") is None:
+            task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=seed)  # simple_evaluate's fewshot_random_seed
+    return lm_eval_evaluate(lm=lm, task_dict=loaded, limit=limit, bootstrap_iters=0,
+                            log_samples=False)
+
+
+def local_task_names() -> list[str]:
+    """Tasks, groups and tags defined by plsearch (no lm-eval default index)."""
+    return list(_task_manager(False, None).all_tasks)
+
+
+@functools.lru_cache(maxsize=4)
+def _task_manager(include_defaults: bool, heldout_dir: str | None):
+    """A TaskManager over plsearch's task folder (plus lm-eval's tasks if asked), cached."""
+    from lm_eval.tasks import TaskManager
+
+    metadata = {"plsearch_heldout_dir": heldout_dir} if heldout_dir else None
+    if include_defaults:
+        logger.info("building lm-eval's default task index (a standard task was asked for)")
+    return TaskManager(include_defaults=include_defaults, include_path=str(TASK_DIR),
+                       metadata=metadata)
+
+
+def _check_names(tasks: list[str], manager) -> None:
+    known = manager.all_tasks
+    for name in tasks:
+        if name not in known:
+            hint = difflib.get_close_matches(name, known, n=3)
+            did_you_mean = f"did you mean {', '.join(hint)}? " if hint else ""
+            raise ConfigError(f"unknown task {name!r}; {did_you_mean}plsearch's offline tasks "
+                              f"are {', '.join(local_task_names())}")
+
+
+def _flatten(output: dict) -> dict[str, dict[str, float]]:
+    """lm-eval's results -> {name: {metric: value, "samples": n}} without stderr/alias."""
+    samples = {name: n["effective"] for name, n in output.get("n-samples", {}).items()}
+    groups = output.get("group_subtasks", {})
+    scores: dict[str, dict[str, float]] = {}
+    for name, row in output["results"].items():
+        metrics = {}
+        for key, value in row.items():
+            metric, _, _filter = key.partition(",")
+            if not _filter or "_stderr" in metric or not isinstance(value, (int, float)):
+                continue
+            metrics[metric] = float(value)
+        if name in groups:
+            metrics["samples"] = sum(samples.get(t, 0) for t in groups[name])
+        else:
+            metrics["samples"] = samples.get(name, 0)
+        scores[name] = metrics
+    return scores
+
+
+# ---------------------------------------------------------------- perplexity
+
+
+@torch.inference_mode()
+def perplexity(model, tokenizer, texts: Iterable[str], seq_len: int = 256,
+               batch_size: int = 8) -> float:
+    """Token-level perplexity of `texts` (each prefixed by EOS), in non-overlapping windows.
+
+    Every text is cut into windows of seq_len + 1 tokens that overlap by one token, so
+    each token after the first is predicted exactly once, with at most seq_len of context.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    windows: list[list[int]] = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = [tokenizer.eos_token_id] + ids if tokenizer.eos_token_id is not None else ids
+        windows += [ids[s : s + seq_len + 1] for s in range(0, len(ids) - 1, seq_len)]
+    windows = [w for w in windows if len(w) >= 2]
+    windows.sort(key=len)  # similar lengths batch with little padding
+    nll, count = 0.0, 0
+    try:
+        for start in range(0, len(windows), batch_size):
+            chunk = windows[start : start + batch_size]
+            width = max(map(len, chunk))
+            ids = torch.zeros(len(chunk), width, dtype=torch.long)  # (B, W)
+            mask = torch.zeros(len(chunk), width, dtype=torch.long)
+            for row, w in enumerate(chunk):
+                ids[row, : len(w)] = torch.tensor(w)
+                mask[row, : len(w)] = 1
+            ids, mask = ids.to(device), mask.to(device)
+            logits = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1]).logits
+            targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)  # (B, W-1)
+            nll += float(torch.nn.functional.cross_entropy(
+                logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100,
+                reduction="sum"))
+            count += int(mask[:, 1:].sum())
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ConfigError("perplexity needs at least one text of two or more tokens")
+    return math.exp(nll / count)

@@ -1,0 +1,425 @@
+"""From the latency table to tokens/s of any arch: a physical cost model per part.
+
+    predictor = fit_predictor(table, seed=0)             # block + head rows only
+    predictor = fit_predictor_for(profile)               # this device's table in latency_db/
+    pred = predict_latency(arch, workload, predictor)    # LatencyPrediction
+    predict_tokens_per_s(arch, profile, predictor)       # what the search asks
+    validate_predictor(predictor, table)                 # error on the model rows
+
+Each part and phase (block prefill, block decode, head prefill, head decode) is a
+non-negative linear model, fitted with scikit-learn, over physical features of the call:
+FLOPs of the projections and of attention, bytes of weights, KV cache and activations
+moved, a per-head term, and a constant (kernel launches, Python). Non-negative weights keep
+every feature a cost, so predictions grow with every shape axis and extrapolate sanely.
+Rows are weighted by 1 / time^2, so the fit minimizes relative, not absolute, error.
+
+A whole model is composed as
+
+    prefill  = L * block_prefill(batch, prompt) + head_prefill(batch, prompt)
+    decode_k = L * block_decode(batch, context = prompt + k) + head_decode(batch, context)
+    tokens/s = batch * generated / (prefill + sum over k = 1 .. generated - 1 of decode_k)
+
+(the first generated token comes from the prefill logits). Whole-model rows are never
+used for fitting; they measure how well this composition holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from plsearch.arch import ArchConfig
+from plsearch.config import DeviceProfile, Workload
+from plsearch.errors import LatencyTableError
+from plsearch.latency.table import FINGERPRINT_COLUMNS, rows_for_fingerprint
+
+__all__ = [
+    "LatencyPrediction",
+    "LatencyPredictor",
+    "ValidationReport",
+    "fit_predictor",
+    "fit_predictor_for",
+    "load_predictor",
+    "predict_latency",
+    "predict_tokens_per_s",
+    "save_predictor",
+    "validate_predictor",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "plsearch-latency-predictor"
+FORMAT_VERSION = 1
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+BLOCK_FEATURES = (
+    "const", "proj_flops", "attn_flops", "weight_bytes", "kv_bytes", "act_bytes",
+    "attn_heads",
+)
+HEAD_FEATURES = ("const", "embed_bytes", "lm_flops", "lm_bytes")
+PARTS = (("block", "prefill"), ("block", "decode"), ("head", "prefill"), ("head", "decode"))
+_MIN_ROWS = 3
+
+
+def _arr(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def block_features(
+    arch: ArchConfig, batch, seq_len, context, phase: str, dtype_bytes: int
+) -> dict[str, np.ndarray]:
+    """Physical features of one decoder-block call; array-valued over rows.
+
+    ``seq_len`` new tokens per sequence, ``context`` keys seen by the last of them.
+    Prefill tokens attend to (context + 1) / 2 keys on average (causal).
+    """
+    batch, seq_len, context = _arr(batch), _arr(seq_len), _arr(context)
+    d, h, f = arch.hidden_size, arch.head_dim, arch.intermediate_size
+    q_out, kv_out = arch.num_attention_heads * h, arch.num_key_value_heads * h
+    tokens = batch * seq_len
+    keys = (context + 1) / 2 if phase == "prefill" else context
+    proj_macs = d * q_out + 2 * d * kv_out + q_out * d + 3 * d * f
+    one = np.ones_like(tokens)
+    return {
+        "const": one,
+        "proj_flops": 2.0 * tokens * proj_macs,
+        "attn_flops": 4.0 * tokens * q_out * keys,
+        "weight_bytes": one * proj_macs * dtype_bytes,
+        "kv_bytes": batch * context * 2.0 * kv_out * dtype_bytes,
+        "act_bytes": tokens * (6.0 * d + 2 * q_out + 2 * kv_out + 4.0 * f) * dtype_bytes,
+        "attn_heads": batch * arch.num_attention_heads * one,
+    }
+
+
+def head_features(
+    arch: ArchConfig, batch, seq_len, dtype_bytes: int
+) -> dict[str, np.ndarray]:
+    """Embedding lookup + final norm over every new token, lm_head on the last one."""
+    batch, seq_len = _arr(batch), _arr(seq_len)
+    d, v = arch.hidden_size, arch.vocab_size
+    one = np.ones_like(batch * seq_len)
+    return {
+        "const": one,
+        "embed_bytes": batch * seq_len * d * 3.0 * dtype_bytes,
+        "lm_flops": 2.0 * batch * v * d,
+        "lm_bytes": one * v * d * dtype_bytes,
+    }
+
+
+@dataclass(frozen=True)
+class LinearCost:
+    """milliseconds = sum(coef[i] * feature[i]); every coef >= 0."""
+
+    features: tuple[str, ...]
+    coef: tuple[float, ...]
+    rows: int  # table rows it was fitted on
+
+    def __call__(self, feats: Mapping[str, np.ndarray]) -> np.ndarray:
+        return sum(c * _arr(feats[name]) for name, c in zip(self.features, self.coef))
+
+
+@dataclass(frozen=True)
+class LatencyPredictor:
+    """Fitted cost models for one device fingerprint and one model family."""
+
+    costs: dict[str, LinearCost]  # keys "block/prefill", "block/decode", "head/..."
+    dtype: str
+    model_type: str
+    fingerprint: dict[str, object]
+    seed: int
+    meta: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def dtype_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    def block_ms(self, arch: ArchConfig, phase: str, batch, seq_len, context) -> np.ndarray:
+        feats = block_features(arch, batch, seq_len, context, phase, self.dtype_bytes)
+        return self.costs[f"block/{phase}"](feats)
+
+    def head_ms(self, arch: ArchConfig, phase: str, batch, seq_len) -> np.ndarray:
+        feats = head_features(arch, batch, seq_len, self.dtype_bytes)
+        return self.costs[f"head/{phase}"](feats)
+
+
+@dataclass(frozen=True)
+class LatencyPrediction:
+    """Predicted times (ms) of one arch on one workload, with the per-part breakdown."""
+
+    tokens_per_s: float
+    prefill_ms: float
+    decode_ms: float  # all decode steps together
+    decode_ms_per_token: float  # mean decode step (0 when generated_len == 1)
+    breakdown: dict[str, float]  # prefill_blocks_ms, prefill_head_ms, decode_*_ms
+
+    @property
+    def total_ms(self) -> float:
+        return self.prefill_ms + self.decode_ms
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "tokens_per_s": self.tokens_per_s,
+            "prefill_ms": self.prefill_ms,
+            "decode_ms_per_token": self.decode_ms_per_token,
+            "decode_ms": self.decode_ms,
+            "total_ms": self.total_ms,
+            "breakdown": dict(self.breakdown),
+        }
+
+
+# ---- fitting ----------------------------------------------------------------------------
+
+
+def fit_predictor(table: pd.DataFrame, seed: int = 0) -> LatencyPredictor:
+    """Fit the four cost models on the block and head rows of the latest fingerprint.
+
+    Deterministic: the non-negative least-squares solve has no randomness; ``seed`` is
+    recorded so the call signature matches every other seeded step.
+    """
+    rows = rows_for_fingerprint(table)
+    dtype = str(rows["dtype"].iloc[0])
+    if dtype not in DTYPE_BYTES:
+        raise LatencyTableError(f"the table's dtype {dtype!r} is not one of {list(DTYPE_BYTES)}")
+    model_types = rows["model_type"].unique()
+    model_type = str(rows.sort_values("run_id")["model_type"].iloc[-1])
+    if len(model_types) > 1:
+        logger.warning("table holds families %s; fitting %s only", list(model_types), model_type)
+        rows = rows[rows["model_type"] == model_type]
+    costs = {}
+    for part, phase in PARTS:
+        subset = rows[(rows["part"] == part) & (rows["phase"] == phase)]
+        if len(subset) < _MIN_ROWS:
+            raise LatencyTableError(
+                f"the table has {len(subset)} {part} {phase} rows, the fit needs at least "
+                f"{_MIN_ROWS}; run `plsearch profile-npu` (without --quick for more rows)"
+            )
+        costs[f"{part}/{phase}"] = _fit_cost(subset, part, phase, DTYPE_BYTES[dtype])
+    fingerprint = {c: _plain(rows[c].iloc[-1]) for c in FINGERPRINT_COLUMNS}
+    return LatencyPredictor(costs=costs, dtype=dtype, model_type=model_type,
+                            fingerprint=fingerprint, seed=seed,
+                            meta={"fitted_rows": int(sum(c.rows for c in costs.values()))})
+
+
+def _fit_cost(rows: pd.DataFrame, part: str, phase: str, dtype_bytes: int) -> LinearCost:
+    from sklearn.linear_model import LinearRegression
+
+    names = BLOCK_FEATURES if part == "block" else HEAD_FEATURES
+    feats = _row_features(rows, part, phase, dtype_bytes)
+    matrix = np.column_stack([feats[name] for name in names])
+    target = rows["median_ms"].to_numpy(dtype=np.float64)
+    if part == "block":  # a block row times a stack of num_hidden_layers layers
+        target = target / rows["num_hidden_layers"].clip(lower=1).to_numpy(dtype=np.float64)
+    scale = np.abs(matrix).max(axis=0)
+    scale[scale == 0] = 1.0
+    # Non-negative least squares on scaled features; weights 1/y^2 = relative error.
+    model = LinearRegression(fit_intercept=False, positive=True)
+    model.fit(matrix / scale, target, sample_weight=1.0 / target**2)
+    coef = tuple(float(c) for c in model.coef_ / scale)
+    return LinearCost(features=names, coef=coef, rows=len(rows))
+
+
+def _row_features(rows: pd.DataFrame, part: str, phase: str, dtype_bytes: int):
+    """Features of table rows, one arch per row (vectorized over the shape columns)."""
+    out: dict[str, list[float]] = {}
+    for r in rows.to_dict("records"):
+        arch = _arch_of_row(r)
+        if part == "block":
+            feats = block_features(arch, r["batch_size"], r["seq_len"], r["context"],
+                                   phase, dtype_bytes)
+        else:
+            feats = head_features(arch, r["batch_size"], r["seq_len"], dtype_bytes)
+        for name, value in feats.items():
+            out.setdefault(name, []).append(float(value))
+    return {name: np.asarray(values) for name, values in out.items()}
+
+
+def _arch_of_row(r) -> ArchConfig:
+    return ArchConfig(
+        num_hidden_layers=max(1, int(r["num_hidden_layers"])),
+        hidden_size=int(r["hidden_size"]),
+        num_attention_heads=int(r["num_attention_heads"]),
+        num_key_value_heads=int(r["num_key_value_heads"]),
+        head_dim=int(r["head_dim"]),
+        intermediate_size=int(r["intermediate_size"]),
+        vocab_size=int(r["vocab_size"]),
+        tie_word_embeddings=False,  # lookups cost the same either way
+    )
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+# ---- prediction ---------------------------------------------------------------------------
+
+
+def predict_latency(
+    arch: ArchConfig, workload: Workload, predictor: LatencyPredictor
+) -> LatencyPrediction:
+    """Prefill, decode and tokens/s of ``arch`` serving ``workload``."""
+    b, p, g = workload.batch_size, workload.prompt_len, workload.generated_len
+    layers = arch.num_hidden_layers
+    prefill_blocks = layers * float(predictor.block_ms(arch, "prefill", b, p, p))
+    prefill_head = float(predictor.head_ms(arch, "prefill", b, p))
+    contexts = p + np.arange(1, g)  # decode step k attends to prompt + k keys
+    steps = len(contexts)
+    decode_blocks = layers * float(np.sum(predictor.block_ms(arch, "decode", b, 1, contexts)))
+    decode_head = float(np.sum(predictor.head_ms(arch, "decode", b * np.ones(steps), 1)))
+    prefill = prefill_blocks + prefill_head
+    decode = decode_blocks + decode_head
+    return LatencyPrediction(
+        tokens_per_s=b * g / ((prefill + decode) / 1e3),
+        prefill_ms=prefill,
+        decode_ms=decode,
+        decode_ms_per_token=decode / steps if steps else 0.0,
+        breakdown={
+            "prefill_blocks_ms": prefill_blocks,
+            "prefill_head_ms": prefill_head,
+            "decode_blocks_ms": decode_blocks,
+            "decode_head_ms": decode_head,
+        },
+    )
+
+
+def fit_predictor_for(
+    profile: DeviceProfile, db: str | Path | None = None, seed: int = 0
+) -> LatencyPredictor:
+    """Fit on ``db``, or on this device's table for ``profile`` in latency_db/."""
+    from plsearch.errors import PlsearchError
+    from plsearch.latency.table import find_table, read_table
+    from plsearch.latency.timers import get_timer
+
+    if db is None:
+        try:
+            device_name = get_timer(profile.kind).device_name()
+        except PlsearchError:  # the device is not here: use the profile's only table
+            device_name = ""
+        db = find_table(profile.name, device_name)
+    return fit_predictor(read_table(db), seed=seed)
+
+
+def predict_tokens_per_s(
+    arch: ArchConfig, profile: DeviceProfile, predictor: LatencyPredictor
+) -> float:
+    """Predicted tokens/s of ``arch`` on the profile's serving workload."""
+    return predict_latency(arch, profile.workload, predictor).tokens_per_s
+
+
+# ---- validation -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Error of composed predictions on whole-model rows (never used for fitting)."""
+
+    rows: pd.DataFrame  # arch, phase, measured_ms, predicted_ms, error (signed, relative)
+
+    def _errors(self, phase: str | None) -> np.ndarray:
+        rows = self.rows if phase is None else self.rows[self.rows["phase"] == phase]
+        return np.abs(rows["error"].to_numpy(dtype=np.float64))
+
+    def median_ape(self, phase: str | None = "workload") -> float:
+        errors = self._errors(phase)
+        return float(np.median(errors)) if len(errors) else float("nan")
+
+    def share_within(self, tolerance: float = 0.10, phase: str | None = "workload") -> float:
+        errors = self._errors(phase)
+        return float(np.mean(errors <= tolerance)) if len(errors) else float("nan")
+
+    def count(self, phase: str | None = "workload") -> int:
+        return len(self._errors(phase))
+
+
+def validate_predictor(predictor: LatencyPredictor, table: pd.DataFrame) -> ValidationReport:
+    """Compare composed predictions with the table's whole-model rows."""
+    rows = rows_for_fingerprint(table)
+    rows = rows[(rows["part"] == "model") & (rows["model_type"] == predictor.model_type)]
+    if rows.empty:
+        raise LatencyTableError(
+            "the table has no whole-model rows to validate on; run `plsearch profile-npu`"
+        )
+    out = []
+    for r in rows.to_dict("records"):
+        arch = _arch_of_row(r)
+        generated = int(r["generated_len"]) if r["phase"] == "workload" else 1
+        workload = Workload(int(r["batch_size"]), int(r["seq_len"]), generated)
+        predicted = predict_latency(arch, workload, predictor).total_ms
+        measured = float(r["median_ms"])
+        out.append({"arch": str(arch), "phase": r["phase"], "measured_ms": measured,
+                    "predicted_ms": predicted, "error": predicted / measured - 1.0})
+    return ValidationReport(pd.DataFrame(out))
+
+
+# ---- persistence (JSON, never pickle) ----------------------------------------------------
+
+
+def save_predictor(predictor: LatencyPredictor, path: str | Path) -> None:
+    """Write the predictor as JSON (atomic rename)."""
+    path = Path(path)
+    data = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "dtype": predictor.dtype,
+        "model_type": predictor.model_type,
+        "seed": predictor.seed,
+        "fingerprint": predictor.fingerprint,
+        "meta": predictor.meta,
+        "costs": {
+            key: {"features": list(c.features), "coef": list(c.coef), "rows": c.rows}
+            for key, c in predictor.costs.items()
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_predictor(path: str | Path) -> LatencyPredictor:
+    """Read a predictor written by save_predictor; LatencyTableError if it is not one."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LatencyTableError(
+            f"predictor file {path} does not exist; write one with `plsearch latency fit`"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LatencyTableError(
+            f"{path} is not a readable predictor ({exc}); re-run `plsearch latency fit`"
+        ) from None
+    try:
+        if data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
+            raise KeyError("format")
+        costs = {}
+        for key, c in data["costs"].items():
+            features = tuple(c["features"])
+            expected = BLOCK_FEATURES if key.startswith("block/") else HEAD_FEATURES
+            if features != expected or len(c["coef"]) != len(features):
+                raise KeyError(key)
+            costs[key] = LinearCost(features, tuple(float(v) for v in c["coef"]), int(c["rows"]))
+        if set(costs) != {f"{p}/{ph}" for p, ph in PARTS} or data["dtype"] not in DTYPE_BYTES:
+            raise KeyError("costs")
+        return LatencyPredictor(costs=costs, dtype=data["dtype"],
+                                model_type=data["model_type"],
+                                fingerprint=dict(data["fingerprint"]), seed=int(data["seed"]),
+                                meta=dict(data.get("meta", {})))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise LatencyTableError(
+            f"{path} is not a plsearch latency predictor (bad or missing {exc}); "
+            "re-run `plsearch latency fit`"
+        ) from None

@@ -1,0 +1,55 @@
+"""The Pareto dashboard: a search's study and run folder -> one self-contained HTML file.
+
+Two steps. ``load_report_data`` (data.py) reads the Optuna study (any storage URL) and the
+run folder into pandas tables plus a small frozen dataclass of facts; it is tested on
+numbers. ``render_report`` (render.py) only draws (plotly, SVG only, no WebGL) and
+``write_report`` writes the file atomically. plotly.js is inlined once, so the file opens
+with no network. ``open_in_chromium`` / ``screenshot`` (browser.py) drive headless Chromium
+over the DevTools pipe (no extra package) for the browser test and the README screenshot.
+
+Definitions the report uses (the README repeats them):
+- eligible trial: COMPLETE, feasible, with an accuracy, and fully evaluated: it reached the
+  top rung of the KD ladder (rung == rungs_total - 1; any rung when the study records no
+  ladder). Trials stopped at a lower rung had fewer KD tokens, so their accuracy is not
+  comparable; they are drawn, never put on the front.
+- Pareto front: the eligible trials that no other eligible trial beats on both study
+  objectives, the accuracy objective and predicted tokens/s (both maximized; exact ties are
+  all kept). The accuracy objective is the accuracy, less a small perplexity tie-break when
+  the search space sets one; plots show the accuracy. This is the search's own front
+  (plsearch.search.pareto_front): the candidates it verified and exports.
+- hypervolume after trial n: the area that the front of the eligible trials numbered <= n
+  dominates above the reference point (accuracy 0, tokens/s = the budget; 0 when the study
+  has no budget), in accuracy x tokens/s. It only grows; a flat tail means the search has
+  stopped finding better trade-offs.
+- best feasible accuracy after trial n: the best accuracy among those same trials.
+- predictor error: (predicted - measured) / measured tokens/s, in percent, over the verified
+  candidates (trials with a measured tokens/s) and the parent when it was measured.
+"""
+
+from plsearch.report.browser import PageResult, find_chromium, open_in_chromium, screenshot
+from plsearch.report.data import (
+    ReportData,
+    ReportFacts,
+    build_report_data,
+    hypervolume_2d,
+    load_report_data,
+    pareto_mask,
+)
+from plsearch.report.render import FIGURE_IDS, export_command, render_report, write_report
+
+__all__ = [
+    "FIGURE_IDS",
+    "PageResult",
+    "ReportData",
+    "ReportFacts",
+    "build_report_data",
+    "export_command",
+    "find_chromium",
+    "hypervolume_2d",
+    "load_report_data",
+    "open_in_chromium",
+    "pareto_mask",
+    "render_report",
+    "screenshot",
+    "write_report",
+]

@@ -1,0 +1,45 @@
+"""The hardware-aware search: space -> Optuna study -> built, retrained, scored candidates.
+
+    summary = run_search(SearchOptions(budget="1.5x", trials=12))
+    trial = choose_trial(open_for_export(out_dir="reports/default-1.5x"), best_for="1.5x")
+    export_candidate(study, trial, "my-model/")
+
+Study: directions [maximize, maximize] = [accuracy objective, predicted tokens/s]; the
+budget is a constraint (constraints_func reads the ``constraint`` user attribute,
+budget - predicted tokens/s, <= 0 when feasible).
+
+Trial user attributes: arch, params, predicted_tokens_per_s, measured_tokens_per_s
+(verified Pareto candidates), recipe, rung (highest rung reached, 0-based; -1 = not built),
+rungs_total, rung_scores (objective value at each rung), kd_steps, kd_tokens, kd_curve
+([step, tokens, kd_loss, ce_loss, lr] rows), scores ({task: {metric: value}}), accuracy
+(weighted task score), perplexity, seconds ({build, kd, eval, total}), fail_reason (FAIL
+trials), feasible, constraint, candidate_dir (top-rung candidates).
+
+The first objective value is accuracy - perplexity_weight * ln(perplexity) (a tie-break),
+measured at the highest rung the trial reached; use rung == rungs_total - 1 for the fully
+evaluated front (``pareto_front``).
+"""
+
+from plsearch.search.budget import Budget, check_reachable, parse_budget
+from plsearch.search.export import choose_trial, export_candidate, model_card, open_for_export
+from plsearch.search.run import SearchOptions, SearchSummary, run_search
+from plsearch.search.space import SearchGrid, SearchSpace, load_space
+from plsearch.search.verify import fully_evaluated, pareto_front
+
+__all__ = [
+    "Budget",
+    "SearchGrid",
+    "SearchOptions",
+    "SearchSpace",
+    "SearchSummary",
+    "check_reachable",
+    "choose_trial",
+    "export_candidate",
+    "fully_evaluated",
+    "load_space",
+    "model_card",
+    "open_for_export",
+    "pareto_front",
+    "parse_budget",
+    "run_search",
+]

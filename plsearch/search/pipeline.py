@@ -1,0 +1,350 @@
+"""The real pipeline behind a trial: the parent, its importance, KD data, scoring, speed.
+
+    latency = load_latency(profile, latency_db=None)         # table -> predictor, checked
+    pipeline = load_pipeline(model_dir, space, profile, latency, seed=0)
+    model = pipeline.build(arch); pipeline.retrain(model, 0, 30); pipeline.score(model, rung)
+
+Everything a trial needs is prepared once per process: the parent (the KD teacher), its
+importance scores (cached on disk per parent + data), the calibration windows, the KD
+windows (the same for every candidate, so candidates are compared on equal data), and the
+held-out windows for perplexity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from plsearch.arch import ArchConfig
+from plsearch.config import DeviceProfile, configs_dir
+from plsearch.errors import ConfigError, DeviceError, LatencyTableError
+from plsearch.search.objective import RetrainResult, RungScore
+from plsearch.search.space import Rung, SearchSpace
+
+__all__ = ["Latency", "RealPipeline", "device_threads", "load_latency", "load_pipeline",
+           "measure_tokens_per_s", "training_device"]
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- latency
+
+
+@dataclass(frozen=True)
+class Latency:
+    """The fitted predictor of one device and how it was checked."""
+
+    predictor: Any  # plsearch.latency.predictor.LatencyPredictor
+    table_path: Path
+    fingerprint: dict[str, Any]  # the table's (latest run)
+    local: bool  # the profiled device is this machine's: candidates can be measured here
+    validation: dict[str, float]  # predictor error on the table's whole-model rows
+
+    def tokens_per_s(self, arch: ArchConfig, profile: DeviceProfile) -> float:
+        """Predicted tokens/s of ``arch`` on the profile's workload."""
+        from plsearch.latency.predictor import predict_tokens_per_s
+
+        return float(predict_tokens_per_s(arch, profile, self.predictor))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": str(self.table_path), "fingerprint": self.fingerprint,
+                "local": self.local, "validation": self.validation}
+
+
+@contextlib.contextmanager
+def device_threads(profile: DeviceProfile):
+    """torch intra-op threads as the profile says (cpu only), restored afterwards."""
+    before = torch.get_num_threads()
+    if profile.kind == "cpu" and profile.threads:
+        torch.set_num_threads(profile.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def profile_timer(profile: DeviceProfile):
+    """The profile's device timer on this machine, or None when the device is not here."""
+    from plsearch.latency.timers import get_timer
+
+    try:
+        with device_threads(profile):
+            return get_timer(profile.kind, cpu_clock=getattr(profile, "cpu_clock", "wall"))
+    except DeviceError:
+        return None
+
+
+def current_fingerprint(profile: DeviceProfile, timer) -> dict[str, Any]:
+    with device_threads(profile):
+        return timer.fingerprint(profile.dtype)
+
+
+def default_table_path(profile: DeviceProfile, timer) -> Path:
+    """latency_db/<profile>-<device slug>.csv (the source tree's latency_db/ if any, else ./)."""
+    from plsearch.latency.table import device_tag
+
+    name = f"{device_tag(profile.name, timer.device_name())}.csv" if timer else None
+    repo_db = configs_dir().parent / "latency_db"  # where `plsearch profile-npu` writes
+    for folder in ((repo_db, Path("latency_db")) if repo_db.is_dir() else (Path("latency_db"),)):
+        if name and (folder / name).exists():
+            return folder / name
+        if not name:
+            found = sorted(folder.glob(f"{profile.name}-*.csv"))
+            if len(found) == 1:
+                return found[0]
+    folder = repo_db if repo_db.is_dir() else Path("latency_db")
+    return folder / (name or f"{profile.name}.csv")
+
+
+def load_latency(profile: DeviceProfile, latency_db: str | Path | None = None,
+                 profile_name: str = "", space: str | Path | None = None) -> Latency:
+    """Read the device's latency table, check it describes this device, fit the predictor.
+
+    LatencyTableError (pointing to `plsearch profile-npu`) when the table is missing, was
+    measured on another device or setup, or has the wrong dtype.
+    """
+    from plsearch.latency.predictor import fit_predictor, validate_predictor
+    from plsearch.latency.table import fingerprint_mismatches, latest_fingerprint, read_table
+
+    timer = profile_timer(profile)
+    path = Path(latency_db) if latency_db else default_table_path(profile, timer)
+    space_arg = f" --space {space}" if space else ""
+    hint = (f"`plsearch profile-npu --device {profile.kind} --device-profile "
+            f"{profile_name or profile.name}{space_arg}` (add --quick for a few minutes' grid)")
+    if not path.exists():
+        raise LatencyTableError(f"no latency table for this device at {path}; measure it with "
+                                f"{hint}, or pass --latency-db")
+    table = read_table(path)
+    recorded = latest_fingerprint(table)
+    if str(recorded["backend"]) != profile.kind or str(recorded["dtype"]) != profile.dtype:
+        raise LatencyTableError(
+            f"{path} was measured on {recorded['backend']} in {recorded['dtype']}, but the "
+            f"device profile targets {profile.kind} in {profile.dtype}; measure this device "
+            f"with {hint}")
+    if timer is not None:
+        mismatches = fingerprint_mismatches(table, current_fingerprint(profile, timer))
+        if mismatches:
+            raise LatencyTableError(
+                f"{path} does not describe this device ({'; '.join(mismatches)}); its speeds "
+                f"would mislead the search: measure this device with {hint}")
+    else:
+        logger.warning("the %s device of profile %s is not on this machine: predictions come "
+                       "from %s, and front candidates cannot be measured here",
+                       profile.kind, profile.name, path)
+    predictor = fit_predictor(table)
+    try:
+        report = validate_predictor(predictor, table)
+        validation = {"median_ape": report.median_ape(), "within_10pct": report.share_within(0.10),
+                      "models": report.count()}
+    except LatencyTableError:
+        validation = {}
+    fingerprint = {k: (v.item() if hasattr(v, "item") else v) for k, v in recorded.items()}
+    return Latency(predictor=predictor, table_path=path, fingerprint=fingerprint,
+                   local=timer is not None, validation=validation)
+
+
+def measure_tokens_per_s(model, profile: DeviceProfile, *, repeats: int = 5,
+                         seed: int = 0) -> float:
+    """Real tokens/s of ``model`` on the profile's workload (greedy generation, end to end)."""
+    from plsearch.latency.profiler import TORCH_DTYPES, measure_workload
+
+    timer = profile_timer(profile)
+    if timer is None:
+        raise DeviceError(f"the {profile.kind} device of profile {profile.name} is not on this "
+                          "machine; measure candidates where it is")
+    w = profile.workload
+    model = model.to(device=timer.device, dtype=TORCH_DTYPES[profile.dtype]).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with device_threads(profile):
+        timing = measure_workload(model, timer, w.batch_size, w.prompt_len, w.generated_len,
+                                  warmup=1, repeats=repeats, generator=generator)
+    return w.batch_size * w.generated_len / (timing.median_ms / 1e3)
+
+
+def training_device(profile: DeviceProfile) -> torch.device:
+    """Where candidates are built and retrained: the profile's accelerator if here, else cpu."""
+    if profile.kind == "cuda" and torch.cuda.is_available():
+        return torch.device("cuda")
+    if profile.kind == "npu":
+        timer = profile_timer(profile)
+        if timer is not None:
+            return timer.device
+    return torch.device("cpu")
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+class RealPipeline:
+    """Build (prune), retrain (KD from the parent) and score candidates of one parent."""
+
+    def __init__(self, *, parent, tokenizer, model_dir: Path, importance, space: SearchSpace,
+                 profile: DeviceProfile, latency: Latency, calib: torch.Tensor,
+                 kd_windows: torch.Tensor, ppl_windows: torch.Tensor, seed: int):
+        from plsearch.families import get_family
+        from plsearch.prune import Recipe
+
+        self.parent = parent
+        self.tokenizer = tokenizer
+        self.model_dir = model_dir
+        self.family = get_family(parent.config)
+        self.traits = self.family.traits(parent.config)
+        self.importance = importance
+        self.space = space
+        self.profile = profile
+        self.latency = latency
+        self.calib = calib
+        self.kd_windows = kd_windows
+        self.ppl_windows = ppl_windows
+        self.seed = seed
+        self.recipe = space.recipe
+        self._recipe = Recipe.preset(space.recipe)
+        self.device = next(parent.parameters()).device
+
+    # -- the Pipeline protocol
+
+    def predict(self, arch: ArchConfig) -> float:
+        return self.latency.tokens_per_s(arch, self.profile)
+
+    def num_params(self, arch: ArchConfig) -> int:
+        return arch.num_params(self.traits)
+
+    def build(self, arch: ArchConfig):
+        from plsearch.prune import build_candidate
+
+        with torch.no_grad():
+            model, _report = build_candidate(self.parent, self.importance, arch, self._recipe,
+                                             calib_batches=self.calib)
+        return model
+
+    def retrain(self, model, start_step: int, end_step: int) -> RetrainResult:
+        from plsearch.distill import KDConfig, kd_retrain
+
+        kd = self.space.kd
+        config = KDConfig(steps=end_step - start_step, lr=kd.lr,
+                          warmup_fraction=kd.warmup_fraction, temperature=kd.temperature,
+                          ce_weight=kd.ce_weight, grad_clip=kd.grad_clip)
+        batch = kd.batch_size
+        windows = self.kd_windows
+
+        def batch_at(i: int) -> torch.Tensor:  # the same windows for every candidate
+            row = ((start_step + i) * batch) % len(windows)
+            return windows[row : row + batch]
+
+        result = kd_retrain(model, self.parent, batch_at, config, seed=self.seed + start_step)
+        curve = [[r["step"], r["tokens"], r["kd_loss"], r["ce_loss"], r["lr"]]
+                 for r in result.curve]
+        return RetrainResult(curve=curve, tokens=result.tokens, seconds=result.seconds)
+
+    def score(self, model, rung: Rung) -> RungScore:
+        from plsearch.evaluate import evaluate
+
+        start = time.perf_counter()
+        objective = self.space.objective
+        scores = evaluate(model, self.tokenizer, list(objective.tasks), limit=rung.limit,
+                          seed=self.seed)
+        missing = [t for t in objective.tasks
+                   if objective.metric not in scores.get(t, {})]
+        if missing:
+            raise ConfigError(f"tasks {missing} report no {objective.metric!r} metric; set "
+                              "objective.metric in the space file to one they report")
+        total = sum(objective.tasks.values())
+        accuracy = sum(w * scores[t][objective.metric] for t, w in objective.tasks.items()) / total
+        ppl = self.perplexity(model)
+        return RungScore(scores=scores, accuracy=float(accuracy), perplexity=ppl,
+                         seconds=time.perf_counter() - start)
+
+    def save(self, model, out_dir: Path, meta: dict) -> Path:
+        from plsearch.prune import save_candidate
+
+        return save_candidate(model, self.tokenizer, out_dir, meta)
+
+    def release(self, model) -> None:
+        del model
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # -- helpers
+
+    @torch.inference_mode()
+    def perplexity(self, model) -> float:
+        """Token perplexity over the held-out windows (nan when there are none)."""
+        if len(self.ppl_windows) == 0:
+            return float("nan")
+        was_training = model.training
+        model.eval()
+        nll, count = 0.0, 0
+        try:
+            for batch in self.ppl_windows.split(8):
+                batch = batch.to(self.device)
+                logits = model(input_ids=batch[:, :-1]).logits.float()  # (B, T-1, V)
+                nll += float(torch.nn.functional.cross_entropy(
+                    logits.flatten(0, 1), batch[:, 1:].flatten(), reduction="sum"))
+                count += batch[:, 1:].numel()
+        finally:
+            model.train(was_training)
+        return math.exp(nll / count)
+
+    def parent_score(self) -> RungScore:
+        """The parent's own scores at the last rung's settings (the report's reference)."""
+        return self.score(self.parent, self.space.ladder.rungs[-1])
+
+
+def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, latency: Latency,
+                  *, seed: int = 0, progress: bool = False) -> RealPipeline:
+    """Load the parent and prepare everything trials share."""
+    import numpy as np
+
+    from plsearch.data import heldout_dir, sample_windows, split_stream, token_stream
+    from plsearch.families import get_family
+    from plsearch.importance import ImportanceKey, compute_importance
+    from plsearch.models import load_model, weights_hash
+
+    device = training_device(profile)
+    parent, tokenizer, model_dir = load_model(model_dir)
+    if tokenizer is None:
+        raise ConfigError(f"{model_dir} has no tokenizer; the search needs one for KD data "
+                          "and evaluation: save the tokenizer into the model folder")
+    parent.to(device).eval()
+    kd = space.kd
+    stream = token_stream(tokenizer, kd.data, seed=seed)
+    builtin = kd.data in (None, "", "builtin")
+    if builtin:
+        train = stream
+        texts = [line for line in (heldout_dir() / "heldout_text.jsonl").read_text(
+            encoding="utf-8").splitlines() if line.strip()]
+        import json
+
+        heldout = np.concatenate([np.asarray(
+            [tokenizer.eos_token_id] + tokenizer(json.loads(t)["text"],
+                                                 add_special_tokens=False)["input_ids"],
+            dtype=np.int32) for t in texts])
+    else:
+        train, heldout = split_stream(stream, 0.05)
+    calib = sample_windows(train, space.calibration_samples, kd.seq_len, seed)
+    key = ImportanceKey(parent_hash=weights_hash(model_dir), data=str(kd.data),
+                        num_samples=space.calibration_samples, seq_len=kd.seq_len, seed=seed)
+    family = get_family(parent.config)
+    importance = compute_importance(parent, calib.to(device), family, key=key,
+                                    progress=progress)
+    steps = space.ladder.rungs[-1].kd_steps
+    kd_windows = sample_windows(train, steps * kd.batch_size, kd.seq_len, seed + 1)
+    n_ppl = space.objective.perplexity_windows
+    if n_ppl and len(heldout) > kd.seq_len + 1:
+        ppl_windows = sample_windows(heldout, n_ppl, kd.seq_len + 1, seed + 2)
+    else:
+        ppl_windows = torch.zeros(0, kd.seq_len + 1, dtype=torch.long)
+    return RealPipeline(parent=parent, tokenizer=tokenizer, model_dir=model_dir,
+                        importance=importance, space=space, profile=profile,
+                        latency=latency, calib=calib.to(device),
+                        kd_windows=kd_windows.to(device), ppl_windows=ppl_windows,
+                        seed=seed)

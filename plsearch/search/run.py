@@ -1,0 +1,364 @@
+"""run_search: everything `plsearch search` does, in order, with nothing printed.
+
+1. Read the budget, the space, the device profile and the parent's config; snap the
+   space to the device; load the device's latency table (it must describe this device)
+   and fit the predictor; fail at once when no arch of the space can meet the budget.
+2. Open (or resume) the study; a resumed study must have been started with the same
+   parent, budget, space and device. Trials a killed process left RUNNING are failed and
+   their arches queued again.
+3. Load the parent and what every trial shares; score the parent once.
+4. Run trials until ``trials`` candidates have been built (arches that miss the budget
+   are recorded but not built, and do not count), or the timeout passes.
+5. Measure the Pareto-front candidates end to end (verify.py), write trials.csv and
+   run.json into the run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from plsearch.errors import ConfigError
+
+__all__ = ["SearchOptions", "SearchSummary", "built_count", "run_search", "write_trials_csv"]
+
+logger = logging.getLogger(__name__)
+
+IDENTITY_ATTRS = ("parent_weights_hash", "budget_spec", "space", "device_profile")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """The resolved arguments of one `plsearch search` invocation."""
+
+    budget: str
+    model: str | None = None  # None: the built-in parent
+    space: str | None = None  # YAML path or shipped name; None: configs/search/default.yaml
+    device_profile: str = "cpu"
+    latency_db: str | None = None
+    trials: int = 12  # candidates built (arches that miss the budget do not count)
+    timeout: float | None = None  # seconds after which no new trial starts
+    storage: str | None = None  # None: sqlite in the run folder
+    study: str | None = None  # None: <space name>-<budget>
+    out: str | None = None  # None: reports/<study>
+    artifacts: str | None = None  # None: <out>/candidates
+    sampler: str = "tpe"
+    seed: int = 0
+    verify: bool = True
+    command: str = ""
+    # Shared storages: seconds between heartbeats, and without one before a trial is
+    # declared dead and its arch queued again.
+    heartbeat_interval: int = 30
+    grace_period: int = 120
+
+
+@dataclass
+class SearchSummary:
+    study_name: str
+    storage: str  # password redacted
+    url: str  # the storage URL as given (may hold a password: never print it)
+    run_dir: Path
+    budget_tokens_per_s: float
+    parent_tokens_per_s: float
+    built: int
+    infeasible: int
+    failed: int
+    front: list[int]
+    verification: dict[str, Any] = field(default_factory=dict)
+    recovered: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def default_study_name(space_name: str, budget_spec: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9.]+", "", budget_spec.replace("/", "per"))
+    return f"{space_name}-{slug}"
+
+
+def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | None = None,
+               on_stage: Callable[[str], None] | None = None, *, latency=None,
+               pipeline_factory: Callable | None = None) -> SearchSummary:
+    """Run (or resume, or join) a search; see the module docstring for the steps.
+
+    ``on_trial(frozen_trial)`` is called after every trial, ``on_stage(message)`` at each
+    step. ``latency`` and ``pipeline_factory`` replace the device's latency table and the
+    model pipeline (tests and benches use fast fakes; see plsearch/search/testing.py).
+    """
+    from plsearch.config import load_device_profile
+    from plsearch.families import get_family
+    from plsearch.models import read_config, resolve_model_dir, weights_hash
+    from plsearch.search import study as st
+    from plsearch.search.budget import check_reachable, parse_budget
+    from plsearch.search.pipeline import load_latency
+    from plsearch.search.space import load_space
+
+    stage = on_stage or (lambda message: None)
+    started = time.perf_counter()
+    if opts.trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {opts.trials}")
+    if opts.sampler not in st.SAMPLERS:
+        raise ConfigError(f"unknown sampler {opts.sampler!r}; choose one of "
+                          f"{', '.join(st.SAMPLERS)}")
+    # 1. everything that can be wrong, before any weight is read
+    budget = parse_budget(opts.budget)
+    space = load_space(opts.space)
+    profile = load_device_profile(opts.device_profile)
+    model_dir = resolve_model_dir(opts.model)
+    config = read_config(model_dir)
+    family = get_family(config)
+    parent_arch = family.arch_from_config(config)
+    grid = space.resolve(parent_arch, profile.alignment)
+    if latency is None:
+        latency = load_latency(profile, opts.latency_db, profile_name=opts.device_profile,
+                               space=opts.space or "configs/search/default.yaml")
+
+    def predict(arch) -> float:
+        return latency.tokens_per_s(arch, profile)
+
+    parent_tps = predict(parent_arch)
+    need = budget.tokens_per_s(parent_tps)
+    best_tps, best_arch = fastest_arch(grid, predict, seed=opts.seed)
+    check_reachable(budget, need, best_tps, best_arch, parent_tps)
+
+    name = opts.study or default_study_name(space.name, budget.spec)
+    run_dir = Path(opts.out or Path("reports") / name)
+    url = st.storage_url(opts.storage, run_dir)
+    artifacts = Path(opts.artifacts or run_dir / "candidates").resolve()
+    lock = st.run_lock(run_dir) if not st.is_shared(url) else contextlib.nullcontext()
+    with lock:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        artifacts.mkdir(parents=True, exist_ok=True)
+        # 2. the study
+        stage(f"study {name} in {st._redact(url)}")
+        sampler = st.make_sampler(opts.sampler, opts.seed, opts.trials)
+        study = st.open_study(url, name, sampler, opts.heartbeat_interval, opts.grace_period)
+        identity = {
+            "parent_weights_hash": weights_hash(model_dir),
+            "budget_spec": budget.spec,
+            "space": json.loads(json.dumps(space.to_dict())),
+            "device_profile": json.loads(json.dumps(asdict(profile))),
+        }
+        _check_identity(study, identity, name)
+        attrs = {
+            **identity,
+            "parent": "builtin" if opts.model in (None, "builtin") else str(model_dir),
+            "parent_arch": parent_arch.to_dict(),
+            "parent_params": parent_arch.num_params(family.traits(config)),
+            "parent_tokens_per_s": parent_tps,
+            "budget": budget.to_dict(parent_tps),
+            "workload": asdict(profile.workload),
+            "device_fingerprint": latency.fingerprint,
+            "latency_db": str(latency.table_path),
+            "latency_validation": latency.validation,
+            "sampler": opts.sampler,
+            "seed": opts.seed,
+            "versions": versions(),
+            "command": opts.command,
+            "grid": grid.to_dict(),
+            "run_dir": str(run_dir.resolve()),
+            "artifacts": str(artifacts),
+        }
+        existing = study.user_attrs
+        for key, value in attrs.items():
+            if key in ("sampler", "seed", "command") and key in existing:
+                continue  # a resumed or joining worker keeps the first run's record
+            if existing.get(key) != value:
+                study.set_user_attr(key, value)
+        recovered = [] if st.is_shared(url) else st.recover_stale_trials(study)
+        _remove_partial_candidates(artifacts)
+
+        # 3. the parent and the shared data
+        from plsearch.search.objective import make_objective
+        from plsearch.search.pipeline import load_pipeline
+
+        stage("loading the parent, importance scores and KD data")
+        factory = pipeline_factory or load_pipeline
+        pipeline = factory(model_dir, space, profile, latency, seed=opts.seed)
+        if "parent_accuracy" not in study.user_attrs:
+            stage("scoring the parent")
+            parent_score = pipeline.parent_score()
+            study.set_user_attr("parent_accuracy", parent_score.accuracy)
+            study.set_user_attr("parent_perplexity", parent_score.perplexity)
+            study.set_user_attr("parent_scores", parent_score.scores)
+        objective = make_objective(pipeline, grid, space, need, artifacts, candidate_meta={
+            "parent": attrs["parent"], "parent_arch": parent_arch.to_dict(),
+            "study": name, "device_profile": profile.name,
+            "parent_tokens_per_s": parent_tps,
+            "device_fingerprint": latency.fingerprint, "budget": attrs["budget"]})
+
+        # 4. trials
+        stage(f"searching: {opts.trials} candidates, budget {budget.spec} = {need:,.0f} "
+              f"tokens/s predicted (parent {parent_tps:,.0f})")
+        _optimize(study, objective, opts, on_trial)
+        del pipeline  # frees the parent before candidates are measured
+
+        # 5. verification and outputs
+        from plsearch.search.verify import pareto_front, verify_front
+
+        verification = {}
+        if opts.verify and latency.local:
+            stage("measuring the Pareto-front candidates end to end")
+            verification = verify_front(study, profile, model_dir)
+        elif opts.verify:
+            verification = {"skipped": f"the {profile.kind} device is not on this machine"}
+        front = [t.number for t in pareto_front(study)]
+        study.set_user_attr("pareto_front", front)
+        write_trials_csv(study, run_dir / "trials.csv")
+        _write_json(run_dir / "run.json", {
+            "options": asdict(opts), "study": name, "storage": st._redact(url),
+            "space": space.to_dict(), "grid": grid.to_dict(),
+            "device_profile": asdict(profile), "latency": latency.to_dict(),
+            "budget": attrs["budget"], "parent_tokens_per_s": parent_tps,
+            "fastest_arch": {"arch": best_arch.to_dict(), "tokens_per_s": best_tps},
+            "versions": attrs["versions"]})
+    trials = study.get_trials(deepcopy=False)
+    return SearchSummary(
+        study_name=name, storage=st._redact(url), url=url, run_dir=run_dir, budget_tokens_per_s=need,
+        parent_tokens_per_s=parent_tps, built=built_count(trials),
+        infeasible=sum(1 for t in trials if t.user_attrs.get("feasible") is False),
+        failed=sum(1 for t in trials if t.state == TrialState.FAIL), front=front,
+        verification=verification, recovered=recovered,
+        seconds=time.perf_counter() - started)
+
+
+def fastest_arch(grid, predict, seed: int = 0, limit: int = 5000):
+    """(tokens/s, arch) of the fastest arch in the grid (a sample of it when it is huge)."""
+    if grid.size() <= limit:
+        archs = list(grid.archs())
+    else:
+        rng = random.Random(seed)
+        archs = [grid.smallest()] + [
+            grid.arch({name: rng.choice(values) for name, values in grid.values.items()})
+            for _ in range(limit)]
+    best = max(archs, key=predict)
+    return predict(best), best
+
+
+def built_count(trials) -> int:
+    """Candidates built so far (or being built): feasible, not lost to a dead worker."""
+    n = 0
+    for t in trials:
+        if not t.user_attrs.get("feasible"):
+            continue
+        if t.state in (TrialState.COMPLETE, TrialState.RUNNING) or t.state == TrialState.FAIL and not str(
+                t.user_attrs.get("fail_reason", "")).startswith("worker died"):
+            n += 1
+    return n
+
+
+def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial) -> None:
+    """One trial at a time until enough candidates were built (by every worker together)."""
+    start = time.monotonic()
+    max_infeasible = max(20, 5 * opts.trials)
+    callbacks = [lambda s, t: on_trial(t)] if on_trial else []
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        if built_count(trials) >= opts.trials:
+            break
+        if opts.timeout is not None and time.monotonic() - start >= opts.timeout:
+            logger.warning("timeout: no new trial after %.0f s", opts.timeout)
+            break
+        infeasible = sum(1 for t in trials if t.user_attrs.get("feasible") is False)
+        if infeasible >= max_infeasible:
+            logger.warning("%d proposed arches missed the budget; stopping. Narrow the space "
+                           "toward faster shapes or relax the budget", infeasible)
+            break
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
+
+
+def _check_identity(study: optuna.Study, identity: dict[str, Any], name: str) -> None:
+    """A resumed study must continue the same search."""
+    attrs = study.user_attrs
+    if "budget_spec" not in attrs:
+        return
+    differ = [key for key in IDENTITY_ATTRS if key in attrs and attrs[key] != identity[key]]
+    if differ:
+        what = ", ".join(k.replace("_", " ") for k in differ)
+        raise ConfigError(f"study {name!r} was started with another {what}; rerun with the "
+                          "same settings to resume it, or choose a new --study or --out")
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("plsearch", "torch", "transformers", "optuna", "lm_eval", "numpy"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[package] = version(package.replace("_", "-") if package == "lm_eval" else package)
+    return out
+
+
+def _remove_partial_candidates(artifacts: Path) -> None:
+    """Temporary candidate folders a killed process left behind."""
+    import shutil
+
+    for tmp in artifacts.glob(".trial-*.tmp"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One flat dict per trial: the columns of trials.csv."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        arch = a.get("arch") or {}
+        rows.append({
+            "number": t.number,
+            "state": t.state.name,
+            "accuracy_objective": t.values[0] if t.values else None,
+            "predicted_tokens_per_s": a.get("predicted_tokens_per_s"),
+            "measured_tokens_per_s": a.get("measured_tokens_per_s"),
+            "feasible": a.get("feasible"),
+            "constraint": a.get("constraint"),
+            "rung": a.get("rung"),
+            "rungs_total": a.get("rungs_total"),
+            "accuracy": a.get("accuracy"),
+            "perplexity": a.get("perplexity"),
+            "params": a.get("params"),
+            **{k: arch.get(k) for k in ("num_hidden_layers", "hidden_size",
+                                        "num_attention_heads", "num_key_value_heads",
+                                        "intermediate_size")},
+            "recipe": a.get("recipe"),
+            "kd_steps": a.get("kd_steps"),
+            "kd_tokens": a.get("kd_tokens"),
+            "seconds_total": (a.get("seconds") or {}).get("total"),
+            "candidate_dir": a.get("candidate_dir"),
+            "fail_reason": a.get("fail_reason"),
+            "retry_of": t.system_attrs.get("failed_trial"),
+        })
+    return rows
+
+
+def write_trials_csv(study: optuna.Study, path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(trial_rows(study))
+    _atomic_write(path, frame.to_csv(index=False))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _atomic_write(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,302 @@
+"""Optuna storage, resume and samplers: what makes a search restartable and shareable.
+
+- Default storage: ``sqlite:///<run dir>/study.db``. One process owns a run folder at a
+  time (an exclusive lock file), so a trial found RUNNING when the lock is taken was left
+  by a killed process: it is marked FAIL ("worker died") and its arch is queued again.
+- ``postgresql://...`` (or any other RDB URL): several workers share the study. Each trial
+  sends a heartbeat; a trial whose worker stops beating for ``GRACE_PERIOD`` seconds is
+  failed by Optuna when another worker starts a trial, and ``requeue_trial`` queues its
+  arch again. Workers may start on different machines with the same command.
+- Samplers: tpe (default, multivariate, constraint-aware), nsga2 or random, each seeded;
+  the budget reaches TPE and NSGA-II through ``constraints_func`` (the trial's
+  ``constraint`` user attribute, <= 0 when feasible), so they learn where fast shapes are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from plsearch.errors import ConfigError
+
+__all__ = [
+    "DIRECTIONS",
+    "GRACE_PERIOD",
+    "HEARTBEAT_INTERVAL",
+    "METRIC_NAMES",
+    "SAMPLERS",
+    "constraints",
+    "driver_url",
+    "make_sampler",
+    "open_storage",
+    "open_study",
+    "recover_stale_trials",
+    "requeue_trial",
+    "run_lock",
+    "set_finished_trial_user_attr",
+    "storage_url",
+]
+
+logger = logging.getLogger(__name__)
+
+DIRECTIONS = ("maximize", "maximize")
+METRIC_NAMES = ("accuracy", "tokens_per_s")
+SAMPLERS = ("tpe", "nsga2", "random")
+HEARTBEAT_INTERVAL = 30  # seconds between a running trial's heartbeats (shared storages)
+GRACE_PERIOD = 120  # seconds without a heartbeat before a trial counts as dead
+LOCK_FILE = ".plsearch.lock"
+
+
+def storage_url(storage: str | None, run_dir: Path) -> str:
+    """The storage URL: as given, or the SQLite file in the run folder."""
+    if storage:
+        if "://" not in storage:
+            raise ConfigError(f"--storage {storage!r} is not a database URL; use e.g. "
+                              "postgresql://user:password@host/db or sqlite:///path/study.db")
+        return storage
+    return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
+
+
+def driver_url(url: str) -> str:
+    """``postgresql://`` with the driver that is installed.
+
+    SQLAlchemy 2.1 reads a bare postgresql:// as psycopg (3); plsearch's ``postgres``
+    extra installs psycopg2, so the bare scheme is pinned to whichever driver imports.
+    """
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def is_shared(url: str) -> bool:
+    """True for storages that several workers may use at once (not the local SQLite file)."""
+    return not url.startswith("sqlite")
+
+
+def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL,
+                 grace_period: int = GRACE_PERIOD) -> optuna.storages.RDBStorage:
+    """An RDBStorage; shared ones get heartbeats and requeue dead workers' trials."""
+    kwargs: dict[str, Any] = {}
+    if is_shared(url):
+        kwargs.update(heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        callback_arg = ("heartbeat_stale_trial_callback"
+                        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
+                        else "failed_trial_callback")  # optuna < 4.9
+        kwargs[callback_arg] = _requeue_stale
+    try:
+        return _rdb_storage(url, kwargs)
+    except ImportError as exc:
+        raise ConfigError(f"storage {url.split('://')[0]}:// needs a database driver ({exc}); "
+                          "install it with `pip install plsearch[postgres]`") from None
+    except Exception as exc:  # noqa: BLE001  sqlalchemy.exc.OperationalError and friends
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot open the study storage {_redact(url)} ({first}); check "
+                          "the URL, that the server runs and that the database exists") from None
+
+
+def _rdb_storage(url: str, kwargs: dict[str, Any], attempts: int = 6):
+    """RDBStorage, retried when workers started together race to create the schema."""
+    import random
+    import time
+
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            with warnings_silenced():
+                return optuna.storages.RDBStorage(driver_url(url),
+                                                  engine_kwargs=_engine_kwargs(url), **kwargs)
+        except (IntegrityError, ProgrammingError):  # another worker created the tables first
+            if attempt == attempts - 1:
+                raise
+            logger.info("another worker is creating the study tables; retrying")
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True}
+
+
+def _redact(url: str) -> str:
+    """The URL without its password."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+@contextlib.contextmanager
+def warnings_silenced() -> Iterator[None]:
+    """Optuna's ExperimentalWarning for heartbeats says nothing a user can act on."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def constraints(trial: FrozenTrial) -> list[float]:
+    """constraints_func: budget - predicted tokens/s (<= 0 when the arch meets the budget)."""
+    value = trial.user_attrs.get("constraint")
+    return [float(value) if value is not None else float("inf")]
+
+
+def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    """A seeded sampler; TPE and NSGA-II see the budget through ``constraints``."""
+    startup = max(4, min(10, n_trials // 3))  # random trials before TPE models the space
+    with warnings_silenced():
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=False,
+                                              n_startup_trials=startup,
+                                              constraints_func=constraints)
+        if name == "nsga2":
+            population = max(4, min(50, n_trials // 3))
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=population,
+                                                 constraints_func=constraints)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler,
+               heartbeat_interval: int = HEARTBEAT_INTERVAL,
+               grace_period: int = GRACE_PERIOD) -> optuna.Study:
+    """Create the study or load it (resume); both objectives are maximized."""
+    storage = open_storage(url, heartbeat_interval, grace_period)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                    directions=list(DIRECTIONS), load_if_exists=True)
+    except ValueError as exc:  # an existing study with other directions
+        raise ConfigError(f"study {name!r} in {_redact(url)} cannot be resumed ({exc}); "
+                          "choose another --study name") from None
+    if list(study.metric_names or []) != list(METRIC_NAMES):
+        with warnings_silenced():
+            study.set_metric_names(list(METRIC_NAMES))
+    return study
+
+
+def load_existing_study(url: str, name: str | None) -> optuna.Study:
+    """An existing study (export, report); the only one in the storage when ``name`` is None."""
+    storage = open_storage(url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if name is None:
+        if len(names) != 1:
+            listed = ", ".join(names) or "none"
+            raise ConfigError(f"{_redact(url)} holds {len(names)} studies ({listed}); "
+                              "name one with --study")
+        name = names[0]
+    elif name not in names:
+        raise ConfigError(f"no study {name!r} in {_redact(url)} (studies: "
+                          f"{', '.join(names) or 'none'}); check --study and --storage")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+# ---------------------------------------------------------------- resume
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder; ConfigError if another search holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    fh = path.open("a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"another plsearch search is running in {run_dir}; wait for it, choose "
+                "another --out, or share one study between workers with "
+                "--storage postgresql://...") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # closing releases the lock
+
+
+def recover_stale_trials(study: optuna.Study) -> list[int]:
+    """Fail every RUNNING trial (call only while holding ``run_lock``) and requeue its arch.
+
+    Returns the numbers of the trials that were recovered.
+    """
+    recovered = []
+    storage = study._storage
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+                                    "worker died (the search process was killed); arch requeued")
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        requeue_trial(study, storage.get_trial(trial._trial_id))
+        recovered.append(trial.number)
+    if recovered:
+        logger.warning("trials %s were left running by a killed search; marked failed and "
+                       "their arches queued again", recovered)
+    return recovered
+
+
+def requeue_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue ``trial``'s params again as a WAITING trial (its attributes are not copied)."""
+    if not trial.params:
+        return
+    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
+    study.add_trial(optuna.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        system_attrs={"failed_trial": history[0], "retry_history": history}))
+
+
+def _requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Heartbeat callback: a dead worker's trial -> its arch queued again (at most twice)."""
+    if len(trial.system_attrs.get("retry_history", [])) >= 2:
+        logger.warning("trial %d failed with a dead worker three times; not retried", trial.number)
+        return
+    set_finished_trial_user_attr(study, trial, "fail_reason",
+                                 "worker died (no heartbeat); arch requeued")
+    requeue_trial(study, trial)
+
+
+# ---------------------------------------------------------------- attributes
+
+
+def set_finished_trial_user_attr(study: optuna.Study, trial: FrozenTrial, key: str,
+                                 value: Any) -> None:
+    """Write a user attribute on a finished trial (Optuna allows it only while running).
+
+    Verification measures Pareto candidates after their trials ended; this writes the
+    attribute row directly through the RDB storage's own tables.
+    """
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    storage = study._storage
+    rdb = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDBStorage
+    with _create_scoped_session(rdb.scoped_session, True) as session:
+        row = models.TrialUserAttributeModel.find_by_trial_and_key(
+            models.TrialModel.find_or_raise_by_id(trial._trial_id, session), key, session)
+        if row is None:
+            session.add(models.TrialUserAttributeModel(
+                trial_id=trial._trial_id, key=key, value_json=json.dumps(value)))
+        else:
+            row.value_json = json.dumps(value)
+    # The process-wide cache keeps finished trials; update its copy too.
+    storage.get_trial(trial._trial_id).user_attrs[key] = value

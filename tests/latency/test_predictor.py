@@ -1,0 +1,143 @@
+"""The predictor recovers a known linear cost law and composes whole models from it."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from latency_synthetic import BASE, LAW, law_ms, row, synthetic_rows
+
+from plsearch.config import Workload
+from plsearch.errors import LatencyTableError
+from plsearch.latency.predictor import (
+    block_features,
+    fit_predictor,
+    head_features,
+    load_predictor,
+    predict_latency,
+    predict_tokens_per_s,
+    save_predictor,
+    validate_predictor,
+)
+from plsearch.latency.table import append_rows, read_table
+
+HELD_OUT = BASE.replace(num_hidden_layers=5, hidden_size=80, num_attention_heads=6,
+                        num_key_value_heads=3, intermediate_size=200)
+
+
+@pytest.fixture
+def table(tmp_path):
+    return append_rows(tmp_path / "t.csv", synthetic_rows())
+
+
+def test_fit_recovers_the_known_law(table):
+    predictor = fit_predictor(table, seed=0)
+    for key, law in LAW.items():
+        cost = predictor.costs[key]
+        for name, coef in zip(cost.features, cost.coef):
+            assert coef == pytest.approx(law.get(name, 0.0), rel=1e-3, abs=1e-9), (key, name)
+    # ... and predicts a shape it never saw (inside the grid's span) exactly.
+    feats = block_features(HELD_OUT, 3, 1, 25, "decode", 4)
+    assert float(predictor.block_ms(HELD_OUT, "decode", 3, 1, 25)) == pytest.approx(
+        law_ms("block/decode", feats), rel=1e-6)
+
+
+def test_composition_matches_the_law_summed_by_hand(table):
+    predictor = fit_predictor(table)
+    workload = Workload(batch_size=2, prompt_len=20, generated_len=6)
+    pred = predict_latency(HELD_OUT, workload, predictor)
+    layers = HELD_OUT.num_hidden_layers
+    prefill = (layers * law_ms("block/prefill", block_features(HELD_OUT, 2, 20, 20, "prefill", 4))
+               + law_ms("head/prefill", head_features(HELD_OUT, 2, 20, 4)))
+    decode = sum(layers * law_ms("block/decode", block_features(HELD_OUT, 2, 1, c, "decode", 4))
+                 + law_ms("head/decode", head_features(HELD_OUT, 2, 1, 4))
+                 for c in range(21, 26))
+    assert pred.prefill_ms == pytest.approx(prefill, rel=1e-6)
+    assert pred.decode_ms == pytest.approx(decode, rel=1e-6)
+    assert pred.decode_ms_per_token == pytest.approx(decode / 5, rel=1e-6)
+    assert pred.tokens_per_s == pytest.approx(2 * 6 / ((prefill + decode) / 1e3), rel=1e-6)
+    assert sum(pred.breakdown.values()) == pytest.approx(pred.total_ms, rel=1e-9)
+
+
+def test_tokens_per_s_falls_as_layers_are_added(table):
+    from plsearch.config import load_device_profile
+
+    predictor = fit_predictor(table)
+    profile = load_device_profile("cpu")
+    speeds = [predict_tokens_per_s(BASE.replace(num_hidden_layers=n), profile, predictor)
+              for n in range(1, 9)]
+    assert all(a > b for a, b in itertools.pairwise(speeds))
+
+
+def test_fit_is_deterministic_and_json_round_trips(table, tmp_path):
+    first, second = fit_predictor(table, seed=3), fit_predictor(table, seed=3)
+    assert first == second
+    path = tmp_path / "p.json"
+    save_predictor(first, path)
+    data = json.loads(path.read_text())
+    assert data["format"] == "plsearch-latency-predictor" and data["seed"] == 3
+    loaded = load_predictor(path)
+    workload = Workload(2, 16, 8)
+    assert predict_latency(HELD_OUT, workload, loaded) == predict_latency(HELD_OUT, workload,
+                                                                          first)
+
+
+@pytest.mark.parametrize("text", ["not json", "{}", '{"format": "plsearch-latency-predictor"}'])
+def test_load_rejects_other_files(tmp_path, text):
+    path = tmp_path / "p.json"
+    path.write_text(text)
+    with pytest.raises(LatencyTableError, match="latency fit"):
+        load_predictor(path)
+
+
+def test_validation_uses_only_model_rows(tmp_path):
+    rows = synthetic_rows()
+    predictor = fit_predictor(pd.DataFrame(rows).pipe(_typed))
+    arch = HELD_OUT
+    exact = predict_latency(arch, Workload(2, 20, 6), predictor).total_ms
+    rows.append(row("model", "workload", arch, arch.num_hidden_layers, 2, 20, 25,
+                    exact * 1.2, generated=6))
+    rows.append(row("model", "prefill", arch, arch.num_hidden_layers, 2, 20, 20,
+                    predict_latency(arch, Workload(2, 20, 1), predictor).total_ms))
+    table = append_rows(tmp_path / "t.csv", rows)
+    refit = fit_predictor(table)
+    assert [c.rows for c in refit.costs.values()] == [c.rows for c in predictor.costs.values()]
+    report = validate_predictor(refit, table)
+    assert report.count("workload") == 1
+    assert report.median_ape("workload") == pytest.approx(1 - 1 / 1.2, rel=1e-6)
+    assert report.share_within(0.10, "workload") == 0.0
+    assert report.median_ape("prefill") == pytest.approx(0.0, abs=1e-5)
+
+
+def test_too_few_rows_is_a_clear_error(tmp_path):
+    rows = [r for r in synthetic_rows() if r["part"] == "block"]
+    table = append_rows(tmp_path / "t.csv", rows)
+    with pytest.raises(LatencyTableError, match="head prefill rows"):
+        fit_predictor(table)
+
+
+def test_real_rows_fit_within_noise():
+    """Block rows with 5% multiplicative noise still predict within a few percent."""
+    rng = np.random.default_rng(0)
+    rows = synthetic_rows()
+    for r in rows:
+        r["median_ms"] *= float(np.exp(rng.normal(0, 0.05)))
+    predictor = fit_predictor(pd.DataFrame(rows).pipe(_typed))
+    truth = predict_latency(HELD_OUT, Workload(2, 20, 6), fit_predictor(
+        pd.DataFrame(synthetic_rows()).pipe(_typed))).total_ms
+    noisy = predict_latency(HELD_OUT, Workload(2, 20, 6), predictor).total_ms
+    assert noisy == pytest.approx(truth, rel=0.05)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """What read_table returns for these rows (validated, typed)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "t.csv"
+        append_rows(path, frame.to_dict("records"))
+        return read_table(path)

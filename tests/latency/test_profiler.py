@@ -1,0 +1,112 @@
+"""The profiler on a tiny model: plan, measure, and rows the table accepts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from plsearch.config import Alignment, DeviceProfile, Workload
+from plsearch.errors import ConfigError
+from plsearch.families import get_family
+from plsearch.families.testing import tiny_config
+from plsearch.latency.profiler import (
+    ProfileSettings,
+    axes_from_parent,
+    decode_contexts,
+    load_space_axes,
+    plan_measurements,
+    run_measurements,
+    sample_archs,
+    widths,
+)
+from plsearch.latency.table import append_rows, read_table
+from plsearch.latency.timers import CpuTimer
+
+TINY_SETTINGS = ProfileSettings(block_shapes=3, prefill_fractions=(0.5, 1.0), decode_points=2,
+                                models=1, block_stack=2, warmup=0, repeats=2, model_repeats=1)
+PROFILE = DeviceProfile(name="tiny", kind="cpu", threads=1,
+                        alignment=Alignment(hidden_multiple=16, ffn_multiple=32),
+                        workload=Workload(batch_size=2, prompt_len=8, generated_len=3))
+
+
+@pytest.fixture
+def config():
+    return tiny_config("glm4", tie_word_embeddings=True)
+
+
+def test_plan_covers_every_part_in_a_seeded_order(config):
+    plan = plan_measurements(config, PROFILE, TINY_SETTINGS, seed=1)
+    assert plan == plan_measurements(config, PROFILE, TINY_SETTINGS, seed=1)
+    assert plan != plan_measurements(config, PROFILE, TINY_SETTINGS, seed=2)
+    kinds = {(m.part, m.phase) for m in plan}
+    assert kinds == {("block", "prefill"), ("block", "decode"), ("head", "prefill"),
+                     ("head", "decode"), ("model", "prefill"), ("model", "workload")}
+    parent = get_family(config).arch_from_config(config)
+    blocks = {widths(m.arch) for m in plan if m.part == "block"}
+    assert widths(parent) in blocks and len(blocks) == 3
+    models = [m.arch for m in plan if m.part == "model"]
+    assert all(widths(a) not in blocks for a in models)  # validation shapes are held out
+    for m in plan:
+        m.arch.validate_against(parent)
+        assert m.arch.hidden_size % 16 == 0 and m.arch.intermediate_size % 32 == 0
+
+
+def test_measurements_become_valid_table_rows(config, tmp_path):
+    plan = plan_measurements(config, PROFILE, TINY_SETTINGS, seed=0)
+    seen = []
+    rows = run_measurements(plan, config, CpuTimer("thread"), PROFILE, TINY_SETTINGS,
+                            on_progress=lambda done, total, m: seen.append((done, total)))
+    assert seen[-1] == (len(plan), len(plan))
+    table = append_rows(tmp_path / "t.csv", rows)
+    assert read_table(tmp_path / "t.csv").shape == table.shape == (len(plan), table.shape[1])
+    assert (table["median_ms"] > 0).all() and (table["clock"] == "thread").all()
+    blocks = table[table["part"] == "block"]
+    assert (blocks["num_hidden_layers"] == TINY_SETTINGS.block_stack).all()
+    assert (table.loc[table["part"] == "head", "num_hidden_layers"] == 0).all()
+    workload = table[table["phase"] == "workload"].iloc[0]
+    assert (workload["generated_len"], workload["context"]) == (3, 10)
+
+
+def test_decode_contexts_span_the_workload():
+    assert decode_contexts(128, 64, 4, 1024) == [1, 65, 128, 129, 192]
+    assert decode_contexts(128, 64, 4, 100) == [1, 34, 67, 100]
+
+
+def test_space_yaml_axes(tmp_path, config):
+    parent = get_family(config).arch_from_config(config)
+    path = tmp_path / "space.yaml"
+    path.write_text("axes:\n  hidden_size: {min: 32, max: 64, step: 16}\n"
+                    "  num_key_value_heads: [1, 2]\n  intermediate_size: [64, 128]\n"
+                    "budget: 1.5\n")
+    axes = load_space_axes(path, parent)
+    assert axes.hidden_size == (32, 48, 64) and axes.num_hidden_layers == (4,)
+    archs = sample_archs(axes, parent, 5, random.Random(0))
+    assert len({widths(a) for a in archs}) == 5
+
+
+def test_space_yaml_reports_every_problem(tmp_path, config):
+    parent = get_family(config).arch_from_config(config)
+    path = tmp_path / "space.yaml"
+    path.write_text("hidden_size: [32, 512]\nintermediate_size: {min: 0}\nwidth: [1]\n")
+    with pytest.raises(ConfigError) as info:
+        load_space_axes(path, parent)
+    message = str(info.value)
+    assert "unknown axis ['width']" in message
+    assert "hidden_size values [512] exceed the parent's 64" in message
+    assert "intermediate_size must be" in message
+
+
+def test_axes_from_parent_are_aligned(config):
+    parent = get_family(config).arch_from_config(config)
+    axes = axes_from_parent(parent, PROFILE)
+    assert axes.hidden_size == (16, 32, 48, 64)
+    assert axes.intermediate_size == (32, 64, 96, 128)
+    assert axes.num_key_value_heads == (1, 2)
+
+
+def test_head_rows_time_a_model_without_layers(config):
+    plan = [m for m in plan_measurements(config, PROFILE, TINY_SETTINGS) if m.part == "head"]
+    rows = run_measurements(plan[:1], config, CpuTimer(), PROFILE, TINY_SETTINGS)
+    assert rows[0]["num_hidden_layers"] == 0 and torch.get_num_threads() == 1

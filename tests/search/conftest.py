@@ -1,0 +1,53 @@
+"""Tiny parents, space and profile files, and a real latency table for them (session-wide)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """{"model", "profile", "space", "data", "table"}: a tiny search's inputs, measured here."""
+    import dataclasses
+
+    import torch
+
+    from plsearch.config import load_device_profile
+    from plsearch.families import get_family
+    from plsearch.latency.profiler import (
+        QUICK,
+        load_space_axes,
+        plan_measurements,
+        run_measurements,
+    )
+    from plsearch.latency.table import append_rows
+    from plsearch.latency.timers import get_timer
+    from plsearch.models import read_config
+    from plsearch.search.testing import write_tiny_files, write_tiny_parent
+
+    root = tmp_path_factory.mktemp("tiny")
+    paths = write_tiny_files(root / "inputs")
+    paths["model"] = write_tiny_parent(root / "parent")
+    profile = load_device_profile(paths["profile"])
+    config = read_config(paths["model"])
+    parent = get_family(config).arch_from_config(config)
+    settings = dataclasses.replace(QUICK, block_shapes=6, decode_points=3, models=2, warmup=1,
+                                   repeats=3, model_repeats=2)
+    plan = plan_measurements(config, profile, settings,
+                             axes=load_space_axes(paths["space"], parent), seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = run_measurements(plan, config, get_timer("cpu"), profile, settings, seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    paths["table"] = root / "tiny-cpu.csv"
+    append_rows(paths["table"], rows)
+    return paths
+
+
+@pytest.fixture()
+def cache_dir(tmp_path, monkeypatch):
+    """A private plsearch cache (importance, token streams) per test."""
+    monkeypatch.setenv("PLSEARCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -1,0 +1,96 @@
+"""A 3-trial search on a tiny model through the CLI, verification, then export."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from plsearch.cli import main
+from plsearch.search.run import built_count
+from plsearch.search.study import storage_url
+from plsearch.search.verify import fully_evaluated, pareto_front
+
+
+def _search_args(tiny_dir, out, *extra):
+    return ["search", "--budget", "1.2x", "--model", str(tiny_dir["model"]),
+            "--space", str(tiny_dir["space"]), "--device-profile", str(tiny_dir["profile"]),
+            "--latency-db", str(tiny_dir["table"]), "--out", str(out), "--study", "e2e",
+            "--no-report", *extra]
+
+
+def test_three_trial_search_then_export(tiny_dir, tmp_path, cache_dir, capsys):
+    out = tmp_path / "run"
+    assert main(_search_args(tiny_dir, out, "--trials", "3")) == 0
+    printed = capsys.readouterr().out
+    assert "predicted" in printed and "measured" in printed  # verification table
+
+    study = optuna.load_study(study_name="e2e", storage=storage_url(None, out))
+    trials = study.get_trials()
+    assert built_count(trials) == 3
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.FAIL], \
+        [t.user_attrs.get("fail_reason") for t in trials]
+    done = fully_evaluated(trials)
+    assert done, "the first trial always climbs every rung"
+    for t in done:
+        a = t.user_attrs
+        assert a["kd_steps"] == 2 and len(a["kd_curve"]) == 2
+        assert set(a["scores"]) >= {"plsearch_recall", "plsearch_add"}
+        assert 0.0 <= a["accuracy"] <= 1.0 and a["perplexity"] > 1.0
+    for t in pareto_front(study):
+        assert t.user_attrs["measured_tokens_per_s"] > 0
+    assert study.user_attrs["parent_measured_tokens_per_s"] > 0
+    assert study.user_attrs["verification"]["candidates"]
+    assert "parent_accuracy" in study.user_attrs
+
+    # Export the best candidate meeting the budget: an ordinary HF folder with a card.
+    exported = tmp_path / "exported"
+    assert main(["export", "--out-dir", str(out), "--best-for", "1.2x",
+                 "--out", str(exported)]) == 0
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md",
+            "plsearch.json"} <= {p.name for p in exported.iterdir()}
+    card = (exported / "README.md").read_text()
+    for needle in ("parent", "recipe: pangu", "optimizer steps", "predicted", "measured"):
+        assert needle in card
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(exported)
+    meta = json.loads((exported / "plsearch.json").read_text())
+    assert model.config.num_hidden_layers == meta["arch"]["num_hidden_layers"]
+
+    # Running the same command again resumes: nothing to add, nothing re-run.
+    assert main(_search_args(tiny_dir, out, "--trials", "3")) == 0
+    assert len(optuna.load_study(study_name="e2e", storage=storage_url(None, out))
+               .get_trials()) == len(trials)
+    # A non-empty export target is refused with one line.
+    assert main(["export", "--out-dir", str(out), "--trial", str(done[0].number),
+                 "--out", str(exported)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_latency_table_of_another_device_is_refused(tiny_dir, tmp_path, capsys):
+    table = tmp_path / "other.csv"
+    text = tiny_dir["table"].read_text().splitlines()
+    header = text[0].split(",")
+    column = header.index("device_name")
+    rows = []
+    for line in text[1:]:
+        cells = line.split(",")
+        cells[column] = "Some Other CPU"
+        rows.append(",".join(cells))
+    table.write_text("\n".join([text[0], *rows]) + "\n")
+    code = main(_search_args(tiny_dir, tmp_path / "run", "--latency-db", str(table)))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "does not describe this device" in err and "plsearch profile-npu" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("budget", ["1000x", "fast"])
+def test_bad_budgets_fail_in_one_line(tiny_dir, tmp_path, capsys, budget):
+    args = _search_args(tiny_dir, tmp_path / "run")
+    args[args.index("1.2x")] = budget
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("plsearch: error:") and "\n" not in err
