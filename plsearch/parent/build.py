@@ -188,6 +188,9 @@ def train(work: Path, recipe: ParentRecipe, progress=None) -> dict:
 
     model.train()
     start_step, t0, seconds0 = state["step"], time.perf_counter(), state["seconds"]
+    if start_step < recipe.max_steps:  # a resumed run may stretch the schedule: record it
+        state.setdefault("segments", []).append(
+            {"from_step": start_step, "max_steps": recipe.max_steps})
     for step in range(start_step, recipe.max_steps):
         batch = torch.from_numpy(batch_for_step(streams, recipe, step)).long()
         for group in optimizer.param_groups:
@@ -290,6 +293,8 @@ def finalize(work: Path, recipe: ParentRecipe, state: dict, install: bool) -> di
                          for s in skills.SKILLS},
         "heldout_sizes": {s: recipe.heldout_per_skill for s in skills.SKILLS},
         "final_train_loss": state["losses"][-1][1] if state["losses"] else None,
+        # Each (re)start of training: the cosine schedule spans max_steps of its segment.
+        "segments": state.get("segments", []),
     }
     out = work / "model"
     tmp = work / "model.tmp"
@@ -338,6 +343,10 @@ def model_card_markdown(card: dict) -> str:
         f"- Training: {card['train_steps']} steps, {card['train_tokens']:,} tokens, "
         f"{card['train_seconds'] / 60:.1f} min on CPU "
         f"({card['tokens_per_second']:.0f} tokens/s), seed {r['seed']}.",
+        "- Schedule segments (a resumed build with more --steps re-stretches the cosine "
+        "decay from where it stopped): "
+        + (", ".join(f"from step {s['from_step']} to {s['max_steps']}"
+                     for s in card["segments"]) or "one run"),
         "",
         "## Held-out results",
         "",
