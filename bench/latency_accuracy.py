@@ -4,7 +4,7 @@ In one run on this machine: profile the quick grid of the built-in parent (or re
 table with --table), fit the predictor, then build N random hardware-aligned archs of the
 parent's family whose block shapes were not profiled, time each one end to end (prefill +
 decode of the profile's workload, exactly as `plsearch profile-npu` times whole models)
-and compare with the prediction. Prints the ratio predicted / measured per arch, the
+in two rounds of random order, and compare the median with the prediction. Prints the ratio predicted / measured per arch, the
 median absolute error and the share within +-10%, and the rank correlation of tokens/s
 (what the search relies on).
 
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device-profile", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5, help="end-to-end repeats per arch")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds over all archs, each in a new random order (default 2)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
@@ -94,26 +96,41 @@ def main(argv: list[str] | None = None) -> int:
     archs = sample_archs(axes_from_parent(parent, profile), parent, args.archs, rng,
                          exclude_widths=profiled)
     assert all(widths(a) not in profiled for a in archs)
+    # Each arch is timed in `rounds` rounds, the archs in a new random order each round, so
+    # drift of a shared machine spreads over all archs; the round-to-round spread of the
+    # measurements themselves bounds the accuracy any predictor can show here.
+    dtype = {"float32": torch.float32, "float16": torch.float16,
+             "bfloat16": torch.bfloat16}[profile.dtype]
+    measured: dict[int, list[float]] = {i: [] for i in range(len(archs))}
+    order_rng = random.Random(args.seed)
+    for _ in range(args.rounds):
+        order = list(range(len(archs)))
+        order_rng.shuffle(order)
+        for i in order:
+            torch.manual_seed(args.seed + i)
+            model = build_random_model(family, parent_config, archs[i], timer.device, dtype)
+            generator = torch.Generator().manual_seed(args.seed + i)
+            timing = measure_workload(model, timer, workload.batch_size, workload.prompt_len,
+                                      workload.generated_len, warmup=1, repeats=args.repeats,
+                                      generator=generator)
+            measured[i].append(timing.median_ms)
+            del model
     results = []
-    print(f"\n{'arch':30s} {'measured ms':>12s} {'predicted ms':>13s} {'pred/meas':>10s}")
+    print(f"\n{'arch':30s} {'measured ms':>12s} {'predicted ms':>13s} {'pred/meas':>10s} "
+          f"{'round spread':>13s}")
     for i, arch in enumerate(archs):
-        torch.manual_seed(args.seed + i)
-        model = build_random_model(family, parent_config, arch, timer.device,
-                                   {"float32": torch.float32, "float16": torch.float16,
-                                    "bfloat16": torch.bfloat16}[profile.dtype])
-        generator = torch.Generator().manual_seed(args.seed + i)
-        measured = measure_workload(model, timer, workload.batch_size, workload.prompt_len,
-                                    workload.generated_len, warmup=1, repeats=args.repeats,
-                                    generator=generator).median_ms
+        times = measured[i]
+        median = float(np.median(times))
+        spread = (max(times) / min(times) - 1.0) if len(times) > 1 else 0.0
         predicted = predict_latency(arch, workload, predictor)
-        ratio = predicted.total_ms / measured
-        results.append({"arch": arch.to_dict(), "measured_ms": measured,
+        ratio = predicted.total_ms / median
+        results.append({"arch": arch.to_dict(), "measured_ms": median, "rounds_ms": times,
                         "predicted_ms": predicted.total_ms, "ratio": ratio,
                         "measured_tokens_per_s": workload.batch_size * workload.generated_len
-                        / (measured / 1e3),
+                        / (median / 1e3),
                         "predicted_tokens_per_s": predicted.tokens_per_s})
-        print(f"{arch!s:30s} {measured:12.1f} {predicted.total_ms:13.1f} {ratio:10.3f}")
-        del model
+        print(f"{arch!s:30s} {median:12.1f} {predicted.total_ms:13.1f} {ratio:10.3f} "
+              f"{100 * spread:12.1f}%")
 
     errors = np.abs(np.array([r["ratio"] for r in results]) - 1.0)
     rank = _spearman([r["measured_tokens_per_s"] for r in results],
@@ -124,13 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         "share_within_10pct": float(np.mean(errors <= 0.10)),
         "max_abs_pct_error": float(100 * errors.max()),
         "tokens_per_s_spearman": rank,
+        "median_round_spread_pct": float(100 * np.median(
+            [max(r["rounds_ms"]) / min(r["rounds_ms"]) - 1.0 for r in results])),
         "seconds": time.perf_counter() - start,
     }
     print(f"\nheld-out archs: {summary['archs']}; median |error| "
           f"{summary['median_abs_pct_error']:.1f}% (target <= 5%); within +-10%: "
           f"{100 * summary['share_within_10pct']:.0f}% (target >= 90%); max "
           f"{summary['max_abs_pct_error']:.1f}%; tokens/s rank correlation {rank:.3f}; "
-          f"{summary['seconds']:.0f} s in all")
+          f"measurement spread between rounds (median) "
+          f"{summary['median_round_spread_pct']:.1f}%; {summary['seconds']:.0f} s in all")
     if args.json:
         Path(args.json).write_text(json.dumps({"summary": summary, "archs": results},
                                               indent=2) + "\n")

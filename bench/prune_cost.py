@@ -83,31 +83,55 @@ def _alternate(a, b, repeats: int) -> tuple[list[float], list[float]]:
     return ta, tb
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    """VmRSS (current) or VmHWM (peak since start or the last reset) of this process, MB."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _memory_child(shape: dict, candidate: str, quick: bool, n: int, seq: int, threads: int,
                   queue) -> None:
-    """Fresh process: parent, importance pass, candidate build; peak RSS in MB."""
+    """Fresh process: parent, importance pass, candidate build; RSS figures in MB.
+
+    Building the random parent from config is not part of pruning (and from_config
+    briefly holds an untied lm_head plus init temporaries), so the peak is also taken
+    from the moment the parent is resident (VmHWM reset) to the end of the build.
+    """
     from plsearch.importance import compute_importance
     from plsearch.prune import Recipe, build_candidate
 
+    import transformers.models.qwen3.modeling_qwen3  # noqa: F401 - count imports in the baseline
+
     torch.set_num_threads(threads)
-    baseline = _rss_mb()
+    baseline = _status_mb("VmRSS")
     parent = _parent(shape)
     parent_bytes = sum(p.numel() * p.element_size() for p in parent.parameters())
-    after_parent = _rss_mb()
+    construction_peak = _status_mb("VmHWM")
+    with_parent = _status_mb("VmRSS")
+    reset = _reset_peak()
     imp = compute_importance(parent, _calibration(shape["vocab_size"], n, seq))
+    importance_peak = _status_mb("VmHWM")
     model, _ = build_candidate(parent, imp, _candidate_arch(parent, candidate, quick),
-                                    Recipe.preset("pangu"))
+                               Recipe.preset("pangu"))
     cand_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put({"baseline": baseline, "after_parent": after_parent, "peak": peak,
+    queue.put({"baseline": baseline, "with_parent": with_parent,
+               "construction_peak": construction_peak,
+               "importance_peak": importance_peak if reset else float("nan"),
+               "pruning_peak": _status_mb("VmHWM") if reset else float("nan"),
+               "process_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                "parent_mb": parent_bytes / 2**20, "candidate_mb": cand_bytes / 2**20})
 
 
@@ -128,6 +152,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--calib-samples", type=int, default=2)
     ap.add_argument("--calib-seq-len", type=int, default=512)
+    ap.add_argument("--skip-timing", action="store_true", help="skip (a) and (c)")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-absorb", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -137,18 +162,24 @@ def main() -> None:
 
     shape = QUICK if args.quick else QWEN3_06B
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; parent qwen3 {shape}")
-    build_and_importance_time(shape, args)
+    if not args.skip_timing:
+        build_and_importance_time(shape, args)
     if not args.skip_memory:
-        print("\n(b) peak RSS / parent weight bytes, fresh process: parent + importance "
-              f"({args.calib_samples}x{args.calib_seq_len}) + pangu build (target <= 1.5)")
+        print("\n(b) peak RSS / parent weight bytes, fresh process: parent resident, then "
+              f"importance ({args.calib_samples}x{args.calib_seq_len}) + pangu build "
+              "(target <= 1.5)")
         for name in ("half", "third"):
             m = memory(shape, name, args.quick, args.calib_samples, args.calib_seq_len)
-            print(f"    {name:5s} ratio {m['peak'] / m['parent_mb']:.2f}  (peak {m['peak']:.0f} MB; "
-                  f"parent {m['parent_mb']:.0f} MB; candidate {m['candidate_mb']:.0f} MB; "
-                  f"process before the parent {m['baseline']:.0f} MB; floor "
-                  f"(baseline + parent + candidate) / parent = "
-                  f"{(m['baseline'] + m['parent_mb'] + m['candidate_mb']) / m['parent_mb']:.2f})",
-                  flush=True)
+            parent_mb = m["parent_mb"]
+            floor = (m["baseline"] + parent_mb + m["candidate_mb"]) / parent_mb
+            print(f"    {name:5s} ratio {m['pruning_peak'] / parent_mb:.2f} during pruning "
+                  f"(importance alone {m['importance_peak'] / parent_mb:.2f}); whole process "
+                  f"{m['process_peak'] / parent_mb:.2f} incl. building the random parent", flush=True)
+            print(f"          MB: parent {parent_mb:.0f}, candidate {m['candidate_mb']:.0f}, "
+                  f"process before the parent {m['baseline']:.0f}, with parent "
+                  f"{m['with_parent']:.0f}, peak while building the parent "
+                  f"{m['construction_peak']:.0f}; floor (process + parent + candidate) / parent "
+                  f"= {floor:.2f}", flush=True)
     if not args.skip_absorb:
         absorb_speed(args.repeats * 3)
 

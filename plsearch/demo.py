@@ -1,6 +1,6 @@
 """`make demo`: the whole product on the built-in parent, on this machine, in ~15 minutes.
 
-    python -m plsearch.demo [--trials 12] [--budget 1.5x] [--out reports/demo] [--fresh]
+    python -m plsearch.demo [--trials 12] [--budget 1.5x] [--out reports/demo] [--resume]
 
 1. Profile this CPU (quick grid over the default space's shapes) unless latency_db/
    already holds a table measured on this exact setup.
@@ -11,7 +11,8 @@
 4. Time the exported model and the parent on the same workload in this same run and
    print the measured speed-up next to the predicted one.
 
-Running it again resumes the study (nothing to redo when it finished); --fresh starts over.
+Every run starts over (the previous reports/demo is replaced); --resume continues an
+interrupted demo instead, as `plsearch search` does when run again.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", default="1.5x")
     p.add_argument("--out", default="reports/demo")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fresh", action="store_true", help="delete the previous demo run first")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the previous (interrupted) demo instead of starting over")
     args = p.parse_args(argv)
     start = time.monotonic()
     os.environ.setdefault("TQDM_DISABLE", "1")  # per-load progress bars bury the demo's lines
@@ -42,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     from plsearch.cli import main as cli
 
     out = Path(args.out)
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
+    if not args.resume and (out / "study.db").exists():
+        shutil.rmtree(out)  # only a previous demo's run folder (it holds a study.db)
     _step(f"plsearch demo: built-in parent, budget {args.budget}, {args.trials} candidates, "
           f"this machine's CPU")
 

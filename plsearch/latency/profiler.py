@@ -402,11 +402,17 @@ def _time_block(m, family, parent_config, timer, dtype, settings, generator) -> 
                 layer(x, attention_mask=None, position_ids=positions, cache=state["cache"],
                       use_cache=True, position_embeddings=cos_sin)
 
+        # Decode: after each step, put back the cache layers' state (their tensors are
+        # replaced, never written in place), so every step sees context - 1 past tokens.
+        saved = [dict(layer.__dict__) for layer in state["cache"].layers]
+
         def reset():
             if m.phase == "prefill":
                 state["cache"] = blocks[0].new_cache()
-            else:
-                state["cache"].crop(-1)  # drop the token each layer appended
+                return
+            for layer, snapshot in zip(state["cache"].layers, saved):
+                layer.__dict__.clear()
+                layer.__dict__.update(snapshot)
 
         return timer.time(call, warmup=settings.warmup, repeats=settings.repeats, reset=reset)
 

@@ -33,7 +33,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from plsearch.errors import ConfigError
 
-__all__ = ["SearchOptions", "SearchSummary", "built_count", "run_search", "write_trials_csv"]
+__all__ = ["SearchOptions", "SearchPlan", "SearchSummary", "built_count", "plan_search",
+           "run_search", "write_trials_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,31 +88,37 @@ def default_study_name(space_name: str, budget_spec: str) -> str:
     return f"{space_name}-{slug}"
 
 
-def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | None = None,
-               on_stage: Callable[[str], None] | None = None, *, latency=None,
-               pipeline_factory: Callable | None = None) -> SearchSummary:
-    """Run (or resume, or join) a search; see the module docstring for the steps.
+@dataclass
+class SearchPlan:
+    """Step 1's result: everything resolved and checked before any weight is read."""
 
-    ``on_trial(frozen_trial)`` is called after every trial, ``on_stage(message)`` at each
-    step. ``latency`` and ``pipeline_factory`` replace the device's latency table and the
-    model pipeline (tests and benches use fast fakes; see plsearch/search/testing.py).
-    """
+    budget: Any  # Budget
+    space: Any  # SearchSpace
+    profile: Any  # DeviceProfile
+    model_dir: Path
+    parent_arch: Any  # ArchConfig
+    parent_params: int
+    grid: Any  # SearchGrid
+    latency: Any  # pipeline.Latency (or a fake with the same methods)
+    parent_tokens_per_s: float
+    need: float  # the budget in tokens/s
+    fastest: tuple[float, Any]  # (tokens/s, arch) of the fastest arch in the grid
+
+
+def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
+    """Read and check the budget, space, profile, parent config and latency table."""
     from plsearch.config import load_device_profile
     from plsearch.families import get_family
-    from plsearch.models import read_config, resolve_model_dir, weights_hash
-    from plsearch.search import study as st
+    from plsearch.models import read_config, resolve_model_dir
     from plsearch.search.budget import check_reachable, parse_budget
     from plsearch.search.pipeline import load_latency
     from plsearch.search.space import load_space
+    from plsearch.search.study import SAMPLERS
 
-    stage = on_stage or (lambda message: None)
-    started = time.perf_counter()
     if opts.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {opts.trials}")
-    if opts.sampler not in st.SAMPLERS:
-        raise ConfigError(f"unknown sampler {opts.sampler!r}; choose one of "
-                          f"{', '.join(st.SAMPLERS)}")
-    # 1. everything that can be wrong, before any weight is read
+    if opts.sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {opts.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     budget = parse_budget(opts.budget)
     space = load_space(opts.space)
     profile = load_device_profile(opts.device_profile)
@@ -131,8 +138,29 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
     need = budget.tokens_per_s(parent_tps)
     best_tps, best_arch = fastest_arch(grid, predict, seed=opts.seed)
     check_reachable(budget, need, best_tps, best_arch, parent_tps)
+    return SearchPlan(budget=budget, space=space, profile=profile, model_dir=model_dir,
+                      parent_arch=parent_arch, parent_params=parent_arch.num_params(
+                          family.traits(config)), grid=grid, latency=latency,
+                      parent_tokens_per_s=parent_tps, need=need, fastest=(best_tps, best_arch))
 
-    name = opts.study or default_study_name(space.name, budget.spec)
+
+def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | None = None,
+               on_stage: Callable[[str], None] | None = None, *, latency=None,
+               pipeline_factory: Callable | None = None) -> SearchSummary:
+    """Run (or resume, or join) a search; see the module docstring for the steps.
+
+    ``on_trial(frozen_trial)`` is called after every trial, ``on_stage(message)`` at each
+    step. ``latency`` and ``pipeline_factory`` replace the device's latency table and the
+    model pipeline (tests and benches use fast fakes; see plsearch/search/testing.py).
+    """
+    from plsearch.search import study as st
+    from plsearch.search.objective import make_objective
+    from plsearch.search.pipeline import load_pipeline
+
+    stage = on_stage or (lambda message: None)
+    started = time.perf_counter()
+    plan = plan_search(opts, latency)  # 1.
+    name = opts.study or default_study_name(plan.space.name, plan.budget.spec)
     run_dir = Path(opts.out or Path("reports") / name)
     url = st.storage_url(opts.storage, run_dir)
     artifacts = Path(opts.artifacts or run_dir / "candidates").resolve()
@@ -144,93 +172,112 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         stage(f"study {name} in {st._redact(url)}")
         sampler = st.make_sampler(opts.sampler, opts.seed, opts.trials)
         study = st.open_study(url, name, sampler, opts.heartbeat_interval, opts.grace_period)
-        identity = {
-            "parent_weights_hash": weights_hash(model_dir),
-            "budget_spec": budget.spec,
-            "space": json.loads(json.dumps(space.to_dict())),
-            "device_profile": json.loads(json.dumps(asdict(profile))),
-        }
-        _check_identity(study, identity, name)
-        attrs = {
-            **identity,
-            "parent": "builtin" if opts.model in (None, "builtin") else str(model_dir),
-            "parent_arch": parent_arch.to_dict(),
-            "parent_params": parent_arch.num_params(family.traits(config)),
-            "parent_tokens_per_s": parent_tps,
-            "budget": budget.to_dict(parent_tps),
-            "workload": asdict(profile.workload),
-            "device_fingerprint": latency.fingerprint,
-            "latency_db": str(latency.table_path),
-            "latency_validation": latency.validation,
-            "sampler": opts.sampler,
-            "seed": opts.seed,
-            "versions": versions(),
-            "command": opts.command,
-            "grid": grid.to_dict(),
-            "run_dir": str(run_dir.resolve()),
-            "artifacts": str(artifacts),
-        }
-        existing = study.user_attrs
-        for key, value in attrs.items():
-            if key in ("sampler", "seed", "command") and key in existing:
-                continue  # a resumed or joining worker keeps the first run's record
-            if existing.get(key) != value:
-                study.set_user_attr(key, value)
+        attrs = _record_study(study, plan, opts, name, run_dir, artifacts)
         recovered = [] if st.is_shared(url) else st.recover_stale_trials(study)
         _remove_partial_candidates(artifacts)
 
         # 3. the parent and the shared data
-        from plsearch.search.objective import make_objective
-        from plsearch.search.pipeline import load_pipeline
-
         stage("loading the parent, importance scores and KD data")
         factory = pipeline_factory or load_pipeline
-        pipeline = factory(model_dir, space, profile, latency, seed=opts.seed)
+        pipeline = factory(plan.model_dir, plan.space, plan.profile, plan.latency, seed=opts.seed)
         if "parent_accuracy" not in study.user_attrs:
             stage("scoring the parent")
             parent_score = pipeline.parent_score()
             study.set_user_attr("parent_accuracy", parent_score.accuracy)
             study.set_user_attr("parent_perplexity", parent_score.perplexity)
             study.set_user_attr("parent_scores", parent_score.scores)
-        objective = make_objective(pipeline, grid, space, need, artifacts, candidate_meta={
-            "parent": attrs["parent"], "parent_arch": parent_arch.to_dict(),
-            "study": name, "device_profile": profile.name,
-            "parent_tokens_per_s": parent_tps,
-            "device_fingerprint": latency.fingerprint, "budget": attrs["budget"]})
+        objective = make_objective(pipeline, plan.grid, plan.space, plan.need, artifacts,
+                                   candidate_meta={
+            "parent": attrs["parent"], "parent_arch": plan.parent_arch.to_dict(),
+            "study": name, "device_profile": plan.profile.name,
+            "parent_tokens_per_s": plan.parent_tokens_per_s,
+            "device_fingerprint": plan.latency.fingerprint, "budget": attrs["budget"]})
 
         # 4. trials
-        stage(f"searching: {opts.trials} candidates, budget {budget.spec} = {need:,.0f} "
-              f"tokens/s predicted (parent {parent_tps:,.0f})")
+        stage(f"searching: {opts.trials} candidates, budget {plan.budget.spec} = "
+              f"{plan.need:,.0f} tokens/s predicted (parent {plan.parent_tokens_per_s:,.0f})")
         _optimize(study, objective, opts, on_trial)
         del pipeline  # frees the parent before candidates are measured
 
         # 5. verification and outputs
-        from plsearch.search.verify import pareto_front, verify_front
-
-        verification = {}
-        if opts.verify and latency.local:
-            stage("measuring the Pareto-front candidates end to end")
-            verification = verify_front(study, profile, model_dir)
-        elif opts.verify:
-            verification = {"skipped": f"the {profile.kind} device is not on this machine"}
-        front = [t.number for t in pareto_front(study)]
-        study.set_user_attr("pareto_front", front)
-        write_trials_csv(study, run_dir / "trials.csv")
-        _write_json(run_dir / "run.json", {
-            "options": asdict(opts), "study": name, "storage": st._redact(url),
-            "space": space.to_dict(), "grid": grid.to_dict(),
-            "device_profile": asdict(profile), "latency": latency.to_dict(),
-            "budget": attrs["budget"], "parent_tokens_per_s": parent_tps,
-            "fastest_arch": {"arch": best_arch.to_dict(), "tokens_per_s": best_tps},
-            "versions": attrs["versions"]})
+        verification, front = _finish(study, plan, opts, name, url, run_dir, stage)
     trials = study.get_trials(deepcopy=False)
     return SearchSummary(
-        study_name=name, storage=st._redact(url), url=url, run_dir=run_dir, budget_tokens_per_s=need,
-        parent_tokens_per_s=parent_tps, built=built_count(trials),
+        study_name=name, storage=st._redact(url), url=url, run_dir=run_dir,
+        budget_tokens_per_s=plan.need, parent_tokens_per_s=plan.parent_tokens_per_s,
+        built=built_count(trials),
         infeasible=sum(1 for t in trials if t.user_attrs.get("feasible") is False),
         failed=sum(1 for t in trials if t.state == TrialState.FAIL), front=front,
         verification=verification, recovered=recovered,
         seconds=time.perf_counter() - started)
+
+
+def _record_study(study: optuna.Study, plan: SearchPlan, opts: SearchOptions, name: str,
+                  run_dir: Path, artifacts: Path) -> dict[str, Any]:
+    """Check a resumed study continues the same search; write the study attributes."""
+    from plsearch.models import weights_hash
+
+    identity = {
+        "parent_weights_hash": weights_hash(plan.model_dir),
+        "budget_spec": plan.budget.spec,
+        "space": json.loads(json.dumps(plan.space.to_dict())),
+        "device_profile": json.loads(json.dumps(asdict(plan.profile))),
+    }
+    _check_identity(study, identity, name)
+    attrs = {
+        **identity,
+        "parent": "builtin" if opts.model in (None, "builtin") else str(plan.model_dir),
+        "parent_arch": plan.parent_arch.to_dict(),
+        "parent_params": plan.parent_params,
+        "parent_tokens_per_s": plan.parent_tokens_per_s,
+        "budget": plan.budget.to_dict(plan.parent_tokens_per_s),
+        "workload": asdict(plan.profile.workload),
+        "device_fingerprint": plan.latency.fingerprint,
+        "latency_db": str(plan.latency.table_path),
+        "latency_validation": plan.latency.validation,
+        "sampler": opts.sampler,
+        "seed": opts.seed,
+        "versions": versions(),
+        "command": opts.command,
+        "grid": plan.grid.to_dict(),
+        "run_dir": str(run_dir.resolve()),
+        "artifacts": str(artifacts),
+    }
+    existing = study.user_attrs
+    for key, value in attrs.items():
+        if key in ("sampler", "seed", "command") and key in existing:
+            continue  # a resumed or joining worker keeps the first run's record
+        if existing.get(key) != value:
+            study.set_user_attr(key, value)
+    return attrs
+
+
+def _finish(study, plan: SearchPlan, opts: SearchOptions, name: str, url: str, run_dir: Path,
+            stage) -> tuple[dict[str, Any], list[int]]:
+    """Verify the front, then write trials.csv and run.json."""
+    from plsearch.search.study import _redact
+    from plsearch.search.verify import pareto_front, verify_front
+
+    verification: dict[str, Any] = {}
+    if opts.verify and plan.latency.local:
+        stage("measuring the Pareto-front candidates end to end")
+        verification = verify_front(study, plan.profile, plan.model_dir)
+    elif opts.verify:
+        verification = {"skipped": f"the {plan.profile.kind} device is not on this machine"}
+    front = [t.number for t in pareto_front(study)]
+    study.set_user_attr("pareto_front", front)
+    write_trials_csv(study, run_dir / "trials.csv")
+    best_tps, best_arch = plan.fastest
+    _write_json(run_dir / "run.json", {
+        "options": {**asdict(opts), "storage": _redact(opts.storage) if opts.storage else None},
+        "study": name, "storage": _redact(url),
+        "space": plan.space.to_dict(), "grid": plan.grid.to_dict(),
+        "device_profile": asdict(plan.profile), "latency": plan.latency.to_dict(),
+        "budget": plan.budget.to_dict(plan.parent_tokens_per_s),
+        "parent_tokens_per_s": plan.parent_tokens_per_s,
+        "fastest_arch": {"arch": best_arch.to_dict(), "tokens_per_s": best_tps},
+        "versions": versions()})
+    return verification, front
 
 
 def fastest_arch(grid, predict, seed: int = 0, limit: int = 5000):

@@ -127,6 +127,13 @@ def test_two_workers_share_one_study(postgres_url, tiny_dir, tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert 8 <= built_count(trials) <= 9  # the target, plus at most one racing trial
 
+    # Export finds the study through the same URL (candidates here are fakes: no weights).
+    from plsearch.search.export import choose_trial, open_for_export
+
+    chosen = choose_trial(open_for_export(storage=postgres_url, study="pg-two"),
+                          best_for="1.2x")
+    assert chosen.user_attrs["candidate_dir"]
+
     # The same search on the default SQLite storage has the same structure.
     sqlite_out = tmp_path / "sqlite"
     testing.main(["--model", str(tiny_dir["model"]), "--space", str(tiny_dir["space"]),

@@ -144,3 +144,12 @@ def test_unreachable_budget_fails_before_any_trial(tiny_dir, tmp_path):
         run_search(_opts(tiny_dir, tmp_path / "run", budget="100x"), latency=FakeLatency(),
                    pipeline_factory=fake_pipeline)
     assert not (tmp_path / "run" / "study.db").exists()
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "random"])
+def test_other_samplers(tiny_dir, tmp_path, sampler):
+    out = tmp_path / "run"
+    summary = run_search(_opts(tiny_dir, out, trials=3, sampler=sampler), latency=FakeLatency(),
+                         pipeline_factory=fake_pipeline)
+    assert summary.built == 3
+    assert _load(out).user_attrs["sampler"] == sampler
