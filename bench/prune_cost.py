@@ -110,10 +110,10 @@ def _memory_child(shape: dict, candidate: str, quick: bool, n: int, seq: int, th
     briefly holds an untied lm_head plus init temporaries), so the peak is also taken
     from the moment the parent is resident (VmHWM reset) to the end of the build.
     """
+    import transformers.models.qwen3.modeling_qwen3  # noqa: F401 - count imports in the baseline
+
     from plsearch.importance import compute_importance
     from plsearch.prune import Recipe, build_candidate
-
-    import transformers.models.qwen3.modeling_qwen3  # noqa: F401 - count imports in the baseline
 
     torch.set_num_threads(threads)
     baseline = _status_mb("VmRSS")

@@ -179,8 +179,7 @@ def kd_retrain(student, teacher, batches: Batches, config: KDConfig, seed: int,
     torch.manual_seed(seed)
     device = _device_of(student)
     autocast = _autocast(device, config.bf16)
-    teacher.eval()
-    teacher.requires_grad_(False)
+    teacher.eval()  # its forward runs under no_grad: no graph, no gradients
     student.train()
     params = [p for p in student.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
