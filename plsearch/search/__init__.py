@@ -13,7 +13,9 @@ Trial user attributes: arch, params, predicted_tokens_per_s, measured_tokens_per
 rungs_total, rung_scores (objective value at each rung), kd_steps, kd_tokens, kd_curve
 ([step, tokens, kd_loss, ce_loss, lr] rows), scores ({task: {metric: value}}), accuracy
 (weighted task score), perplexity, seconds ({build, kd, eval, total}), fail_reason (FAIL
-trials), feasible, constraint, candidate_dir (top-rung candidates).
+trials), feasible, constraint, candidate_dir (top-rung candidates), duplicate_of (the
+sampler re-proposed an arch already evaluated: its attributes and values are copied from
+that trial, nothing is rebuilt, and it does not count as a built candidate).
 
 The first objective value is accuracy - perplexity_weight * ln(perplexity) (a tie-break),
 measured at the highest rung the trial reached; use rung == rungs_total - 1 for the fully

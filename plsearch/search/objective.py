@@ -89,6 +89,21 @@ class _TrialRecord:
             self.trial.set_user_attr(key, value)
 
 
+def _evaluated_twin(trial, arch: ArchConfig):
+    """A COMPLETE, built, original trial of the same arch (None without a study)."""
+    if not hasattr(trial, "study"):
+        return None
+    from optuna.trial import TrialState
+
+    wanted = arch.to_dict()
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        a = other.user_attrs
+        if (a.get("arch") == wanted and a.get("feasible") and "duplicate_of" not in a
+                and a.get("recipe") == trial.user_attrs.get("recipe")):
+            return other
+    return None
+
+
 def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
                    budget_tokens_per_s: float, candidates_dir: Path,
                    candidate_meta: dict | None = None):
@@ -114,6 +129,17 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
             record.set(seconds={"build": 0.0, "kd": 0.0, "eval": 0.0,
                                 "total": time.perf_counter() - start})
             return 0.0, predicted
+
+        twin = _evaluated_twin(trial, arch)
+        if twin is not None:  # samplers re-propose arches of small grids: reuse, not rebuild
+            copied = {k: v for k, v in twin.user_attrs.items()
+                      if k not in record.attrs and k != "seconds"}
+            record.set(**copied, duplicate_of=twin.number,
+                       seconds={"build": 0.0, "kd": 0.0, "eval": 0.0,
+                                "total": time.perf_counter() - start})
+            logger.info("trial %d: %s was evaluated by trial %d; reusing its result",
+                        trial.number, arch, twin.number)
+            return twin.values[0], predicted
 
         seconds = {"build": 0.0, "kd": 0.0, "eval": 0.0}
         model = None

@@ -294,10 +294,11 @@ def fastest_arch(grid, predict, seed: int = 0, limit: int = 5000):
 
 
 def built_count(trials) -> int:
-    """Candidates built so far (or being built): feasible, not lost to a dead worker."""
+    """Candidates built so far (or being built): feasible, not a repeat of an evaluated arch,
+    not lost to a dead worker."""
     n = 0
     for t in trials:
-        if not t.user_attrs.get("feasible"):
+        if not t.user_attrs.get("feasible") or "duplicate_of" in t.user_attrs:
             continue
         if t.state in (TrialState.COMPLETE, TrialState.RUNNING) or t.state == TrialState.FAIL and not str(
                 t.user_attrs.get("fail_reason", "")).startswith("worker died"):
@@ -321,6 +322,11 @@ def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial) -> 
         if infeasible >= max_infeasible:
             logger.warning("%d proposed arches missed the budget; stopping. Narrow the space "
                            "toward faster shapes or relax the budget", infeasible)
+            break
+        repeats = sum(1 for t in trials if "duplicate_of" in t.user_attrs)
+        if repeats >= max_infeasible:
+            logger.warning("the sampler re-proposed %d already evaluated arches; the space "
+                           "looks exhausted, stopping", repeats)
             break
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
 
@@ -384,6 +390,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "candidate_dir": a.get("candidate_dir"),
             "fail_reason": a.get("fail_reason"),
             "retry_of": t.system_attrs.get("failed_trial"),
+            "duplicate_of": a.get("duplicate_of"),
         })
     return rows
 

@@ -27,13 +27,13 @@ logger = logging.getLogger(__name__)
 
 
 def fully_evaluated(study_or_trials) -> list[FrozenTrial]:
-    """COMPLETE feasible trials that reached the top rung."""
+    """COMPLETE feasible trials that reached the top rung (repeats of an arch left out)."""
     trials = (study_or_trials.get_trials(deepcopy=False)
               if isinstance(study_or_trials, optuna.Study) else study_or_trials)
     out = []
     for t in trials:
         a = t.user_attrs
-        if (t.state == TrialState.COMPLETE and a.get("feasible")
+        if (t.state == TrialState.COMPLETE and a.get("feasible") and "duplicate_of" not in a
                 and a.get("rung") is not None and a.get("rungs_total") is not None
                 and a["rung"] == a["rungs_total"] - 1):
             out.append(t)

@@ -81,3 +81,21 @@ def test_failing_candidate_records_its_reason(tmp_path):
         objective(trial)
     assert trial.user_attrs["fail_reason"].startswith("RuntimeError: fake build failure")
     assert trial.user_attrs["feasible"] is True
+
+
+def test_a_repeated_arch_reuses_the_evaluated_trial(tmp_path):
+    import optuna
+
+    latency = FakeLatency()
+    grid = SPACE.resolve(PARENT, Alignment())
+    pipeline = CountingPipeline(SPACE, latency)
+    objective = make_objective(pipeline, grid, SPACE, 1.0, tmp_path / "candidates")
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    study.enqueue_trial(SMALL)
+    study.enqueue_trial(SMALL)
+    study.optimize(objective, n_trials=2)
+    first, second = study.trials
+    assert len(pipeline.built) == 1
+    assert second.user_attrs["duplicate_of"] == first.number
+    assert second.values == first.values
+    assert second.user_attrs["accuracy"] == first.user_attrs["accuracy"]
