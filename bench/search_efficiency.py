@@ -1,8 +1,8 @@
 """Does the default sampler find a better accuracy/speed front than random sampling?
 
-Side by side in one run: the same search (space, budget, ladder, number of built
-candidates) with the default sampler (TPE, constraint-aware) and with random sampling,
-over the same list of seeds. For each run, the Pareto hypervolume of the fully evaluated
+Side by side in one run: the same search (space, budget, number of candidates, each
+fully evaluated: the bench space promotes every candidate to the last rung) with the
+default sampler (TPE, constraint-aware) and with random sampling, over the same seeds. For each run, the Pareto hypervolume of the fully evaluated
 candidates in (accuracy objective, predicted tokens/s), both maximized, relative to the
 reference point (accuracy 0, the budget's tokens/s): the area the front dominates inside
 the feasible region. Prints every run, the mean per sampler and the ratio default/random.

@@ -106,7 +106,9 @@ def load_report_data(storage_url: str | None = None, study_name: str | None = No
     elif study_name not in names:
         raise ConfigError(f"no study {study_name!r} in the storage; it holds: "
                           f"{', '.join(names) or 'none'}")
-    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    from plsearch.search.study import driver_url  # bare postgresql:// -> installed driver
+
+    study = optuna.load_study(study_name=study_name, storage=driver_url(storage_url))
     attrs = dict(study.user_attrs)
     if run_path is None and attrs.get("run_dir") and Path(attrs["run_dir"]).is_dir():
         run_path = Path(attrs["run_dir"])
