@@ -207,14 +207,7 @@ class CudaTimer(Timer):
         return {**super().software_versions(), "cuda_version": torch.version.cuda or ""}
 
     def _time_once(self, fn: Callable[[], object]) -> float:
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        self.synchronize()
-        start.record()
-        fn()
-        end.record()
-        self.synchronize()
-        return float(start.elapsed_time(end))
+        return _event_ms(torch.cuda.Event, self.synchronize, fn)
 
 
 class NpuTimer(Timer):
@@ -251,14 +244,19 @@ class NpuTimer(Timer):
         return {**super().software_versions(), "cann_version": cann or "unknown"}
 
     def _time_once(self, fn: Callable[[], object]) -> float:
-        start = torch.npu.Event(enable_timing=True)
-        end = torch.npu.Event(enable_timing=True)
-        self.synchronize()
-        start.record()
-        fn()
-        end.record()
-        self.synchronize()
-        return float(start.elapsed_time(end))
+        return _event_ms(torch.npu.Event, self.synchronize, fn)
+
+
+def _event_ms(event_cls, synchronize: Callable[[], None], fn: Callable[[], object]) -> float:
+    """Milliseconds of fn() between two device events (CUDA and NPU share this API)."""
+    start = event_cls(enable_timing=True)
+    end = event_cls(enable_timing=True)
+    synchronize()
+    start.record()
+    fn()
+    end.record()
+    synchronize()
+    return float(start.elapsed_time(end))
 
 
 def _import_torch_npu() -> None:
