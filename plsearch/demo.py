@@ -6,7 +6,10 @@
    already holds a table measured on this exact setup.
 2. `plsearch search --budget 1.5x` on configs/search/default.yaml (about 12 candidates,
    successive halving over a tiny KD budget), which also measures the Pareto front end
-   to end and writes reports/demo/ (study.db, trials.csv, run.json, report.html).
+   to end and writes reports/demo/ (study.db, trials.csv, run.json, report.html). The
+   re-initialization ablation measured on this same parent (reports/ablation.csv and .md,
+   from bench/reinit_ablation.py; 25 minutes, too long to rerun in the demo) is copied into
+   the run folder first, so the report shows it.
 3. `plsearch export --best-for 1.5x` -> reports/demo/best/ (an ordinary HF folder).
 4. Time the exported model and the parent on the same workload in this same run and
    print the measured speed-up next to the predicted one.
@@ -68,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     _step(f"{time.monotonic() - start:.0f} s so far")
 
     # 2. the search (it writes the report too)
+    copied = copy_ablation(out)
+    if copied:
+        _step(f"report's ablation panel: {copied} (bench/reinit_ablation.py on this parent)")
     elapsed = time.monotonic() - start
     timeout = max(60, DEMO_SECONDS - RESERVED_AFTER_TRIALS - elapsed - 60)  # 60: loading
     code = cli(["search", "--budget", args.budget, "--space", space, "--device-profile",
@@ -94,6 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     _step(f"demo finished in {time.monotonic() - start:.0f} s; open {out / 'report.html'}; "
           f"the model is in {best}")
     return 0
+
+
+def copy_ablation(out: Path) -> Path | None:
+    """Copy the shipped ablation of the built-in parent into the run folder (if shipped)."""
+    from plsearch.config import configs_dir
+
+    shipped = configs_dir().parent / "reports"
+    if not (shipped / "ablation.csv").is_file():
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("ablation.csv", "ablation.md"):
+        if (shipped / name).is_file():
+            shutil.copyfile(shipped / name, out / name)
+    return shipped / "ablation.csv"
 
 
 def measure_speedup(exported: Path, profile, rounds: int = 3) -> dict[str, float]:

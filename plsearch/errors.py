@@ -8,14 +8,14 @@ exit code 2 with no traceback.
 from __future__ import annotations
 
 __all__ = [
-    "PlsearchError",
-    "UnsupportedModelError",
-    "InvalidArchError",
     "ConfigError",
-    "ModelLoadError",
     "DeviceError",
-    "TrainingDivergedError",
+    "InvalidArchError",
     "LatencyTableError",
+    "ModelLoadError",
+    "PlsearchError",
+    "TrainingDivergedError",
+    "UnsupportedModelError",
 ]
 
 

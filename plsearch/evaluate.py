@@ -34,7 +34,8 @@ DEFAULT_TASKS = ("plsearch_skills", "plsearch_text")
 
 def evaluate(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, limit: int | None = None,
              seed: int = 0, batch_size: int = 32,
-             heldout_dir: str | Path | None = None) -> dict[str, dict[str, float]]:
+             heldout_dir: str | Path | None = None,
+             progress: bool = True) -> dict[str, dict[str, float]]:
     """{task or group: {metric: value}} for `model` on lm-eval `tasks`.
 
     Metric names drop lm-eval's filter suffix (",none"); every entry also has "samples",
@@ -42,6 +43,7 @@ def evaluate(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, limit: int 
     `seed` seeds python, numpy and torch (globally, as lm-eval does) and the few-shot
     sampler. The model runs in eval mode and is given back in its former mode.
     `heldout_dir` replaces the built-in parent's held-out files for plsearch's tasks.
+    `progress=False` hides lm-eval's progress bars (a search scores many candidates).
     """
     tasks = list(tasks)
     if not tasks:
@@ -58,7 +60,8 @@ def evaluate(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, limit: int 
     was_training = model.training
     model.eval()
     try:
-        output = _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size)
+        output = _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size,
+                              progress)
     except OSError as exc:  # ConnectionError, FileNotFoundError: a dataset not cached
         if all(name in local for name in tasks):
             raise
@@ -71,7 +74,7 @@ def evaluate(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, limit: int 
     return _flatten(output)
 
 
-def _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size) -> dict:
+def _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size, progress) -> dict:
     """What lm_eval.simple_evaluate does for an in-memory model, minus its environment
     report (torch's collect_env runs subprocesses: ~5 s per call, every candidate)."""
     import random
@@ -82,7 +85,7 @@ def _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size) -> d
     random.seed(seed)  # simple_evaluate's random_seed, numpy_random_seed, torch_random_seed
     np.random.seed(seed)
     torch.manual_seed(seed)
-    lm = _hflm(model, tokenizer, batch_size)
+    lm = _hflm(model, tokenizer, batch_size, quiet=not progress)
     loaded = manager.load(tasks)
     for task in loaded["tasks"].values():
         if task.get_config("num_fewshot") is None:
@@ -92,22 +95,26 @@ def _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size) -> d
                             log_samples=False)
 
 
-def _hflm(model, tokenizer, batch_size: int):
+def _hflm(model, tokenizer, batch_size: int, quiet: bool = False):
     """lm-eval's HFLM around the in-memory model; perplexity requests get smaller batches.
 
     Rolling (perplexity) rows are whole documents of very uneven length, up to the model's
     max_length; in big batches they are mostly padding (on the built-in parent's held-out
     text, batch 32 costs 5x the CPU time of batch 2). Multiple-choice rows are short and
-    like big batches. So rolling requests run with batch_size // 16.
+    like big batches. So rolling requests run with batch_size // 16. ``quiet`` turns
+    lm-eval's progress bars off.
     """
     from lm_eval.models.huggingface import HFLM
 
     class _HFLM(HFLM):
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            return super().loglikelihood(requests, disable_tqdm or quiet)
+
         def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
             saved = self.batch_size_per_gpu
             self.batch_size_per_gpu = max(1, saved // 16)
             try:
-                return super().loglikelihood_rolling(requests, disable_tqdm)
+                return super().loglikelihood_rolling(requests, disable_tqdm or quiet)
             finally:
                 self.batch_size_per_gpu = saved
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import html
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 
 from plsearch.arch import ArchConfig, ArchTraits
@@ -20,6 +22,7 @@ from plsearch.cli import main
 from plsearch.errors import ConfigError
 from plsearch.report import (
     FIGURE_IDS,
+    ablation_summary,
     build_report_data,
     export_command,
     hypervolume_2d,
@@ -350,3 +353,23 @@ def test_cli_report_bad_input_is_one_line(argv, message, capsys):
     assert main(["report", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_ablation_summary_reproduces_the_shipped_ablation_table(tmp_path):
+    shipped = Path(__file__).resolve().parent.parent / "reports"
+    summary = ablation_summary(pd.read_csv(shipped / "ablation.csv"))
+    row = summary[(summary["shape"] == "joint") & (summary["recipe"] == "pangu")].iloc[0]
+    # reports/ablation.md (written by bench/reinit_ablation.py): 0.178 +- 0.014, ratio 0.869
+    assert row["seeds"] == 3
+    assert round(row["kd_loss_final"], 3) == 0.178 and round(row["kd_loss_final_sd"], 3) == 0.014
+    assert round(row["kd_loss_final_ratio"], 3) == 0.869
+    assert summary[summary["recipe"] == "minitron"]["kd_loss_final_ratio"].eq(1.0).all()
+
+    run = tmp_path / "run"
+    make_fixture_study(run, n_trials=4, ablation=False)
+    for name in ("ablation.csv", "ablation.md"):
+        (run / name).write_bytes((shipped / name).read_bytes())
+    page = render_report(load_report_data(run_dir=run))
+    table = page.split("id='ablation'")[1].split("</table>")[0]
+    assert "0.178 +- 0.014" in table and "0.869" in table
+    assert "Command: `python bench/reinit_ablation.py" in page

@@ -123,6 +123,10 @@ def _print_trial(trial) -> None:
         what = f"FAILED: {a.get('fail_reason', '?')}"
     elif not a.get("feasible"):
         what = "misses the budget, not built"
+    elif "duplicate_of" in a:
+        what = f"same arch as trial {a['duplicate_of']}: its result reused"
+    elif a.get("surplus"):
+        what = "not built: other workers built the last candidates"
     else:
         what = (f"rung {a['rung'] + 1}/{a['rungs_total']}  acc {a.get('accuracy', 0):.3f}  "
                 f"ppl {a.get('perplexity', float('nan')):.2f}")
@@ -164,12 +168,13 @@ def _write_report(summary) -> None:
 
 def cmd_export(args) -> int:
     from plsearch.search.export import choose_trial, export_candidate, open_for_export
+    from plsearch.search.study import measured_tokens_per_s
 
     study = open_for_export(out_dir=args.out_dir, storage=args.storage, study=args.study)
     trial = choose_trial(study, number=args.trial, best_for=args.best_for)
     out = export_candidate(study, trial, args.out)
     a = trial.user_attrs
-    measured = a.get("measured_tokens_per_s")
+    measured = measured_tokens_per_s(study.user_attrs, trial)
     print(f"exported trial {trial.number} to {out}: accuracy {a.get('accuracy', 0):.4f}, "
           f"{a.get('params', 0):,} params, predicted {a['predicted_tokens_per_s']:,.0f} tok/s"
           + (f", measured {measured:,.0f} tok/s" if measured else ""))

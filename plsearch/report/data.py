@@ -64,7 +64,7 @@ class ReportData:
     study_attrs: dict[str, Any]  # the study's user_attrs (run facts)
     run_config: dict[str, Any]  # run.json, when the run folder has one
     ablation: pd.DataFrame | None  # ablation.csv
-    ablation_text: str | None  # ablation.md, when there is no ablation.csv
+    ablation_text: str | None  # ablation.md
 
 
 def load_report_data(storage_url: str | None = None, study_name: str | None = None,
@@ -128,7 +128,11 @@ def build_report_data(trials: list, study_attrs: dict[str, Any], *, study_name: 
     """The data step proper, on a list of optuna FrozenTrials and the study's user_attrs."""
     budget = study_attrs.get("budget") or {}
     budget_tps = as_number(budget.get("tokens_per_s")) if isinstance(budget, dict) else None
-    table = pd.DataFrame([_trial_row(t) for t in trials], columns=_TRIAL_COLUMNS)
+    from plsearch.search.study import dead_trials
+
+    dead = dead_trials(trials)
+    table = pd.DataFrame([_trial_row(t, study_attrs, dead) for t in trials],
+                         columns=_TRIAL_COLUMNS)
     table = table.sort_values("number", ignore_index=True)
 
     rungs_total = table["rungs_total"].max()
@@ -208,7 +212,9 @@ _TRIAL_COLUMNS = (
 )
 
 
-def _trial_row(trial) -> dict[str, Any]:
+def _trial_row(trial, study_attrs: dict[str, Any], dead: dict[int, int]) -> dict[str, Any]:
+    from plsearch.search.study import measured_tokens_per_s
+
     a = trial.user_attrs
     state = trial.state.name
     values = list(trial.values or []) if state == "COMPLETE" else []
@@ -226,7 +232,7 @@ def _trial_row(trial) -> dict[str, Any]:
         "number": trial.number, "state": state, "accuracy": accuracy,
         "objective": accuracy if objective is None else objective,
         "predicted_tokens_per_s": predicted,
-        "measured_tokens_per_s": as_number(a.get("measured_tokens_per_s")),
+        "measured_tokens_per_s": as_number(measured_tokens_per_s(study_attrs, trial)),
         "params": as_number(a.get("params")), "recipe": as_text(a.get("recipe")),
         "rung": as_number(a.get("rung")), "rungs_total": as_number(a.get("rungs_total")),
         "feasible": feasible, "constraint": as_number(a.get("constraint")),
@@ -236,7 +242,9 @@ def _trial_row(trial) -> dict[str, Any]:
         "datetime_start": trial.datetime_start, "datetime_complete": trial.datetime_complete,
     }
     if state == "FAIL" and not row["fail_reason"]:
-        row["fail_reason"] = as_text(trial.system_attrs.get("fail_reason"))
+        row["fail_reason"] = (f"worker died; its arch was retried by trial {dead[trial.number]}"
+                              if trial.number in dead
+                              else as_text(trial.system_attrs.get("fail_reason")))
     row.update({k: as_number(arch.get(k)) for k in ARCH_KEYS})
     row.update({f"seconds_{s}": as_number(seconds.get(s)) for s in STAGES})
     return row
@@ -336,17 +344,46 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _read_ablation(run_path: Path | None) -> tuple[pd.DataFrame | None, str | None]:
+    """The run folder's ablation.csv (rows of bench/reinit_ablation.py) and ablation.md."""
     if run_path is None:
         return None, None
     csv_path, md_path = run_path / "ablation.csv", run_path / "ablation.md"
+    frame, text = None, None
     if csv_path.is_file():
         try:
-            return pd.read_csv(csv_path), None
+            frame = pd.read_csv(csv_path)
         except (OSError, ValueError) as exc:
             log.warning("ignoring %s: %s", csv_path, exc)
     if md_path.is_file():
-        return None, md_path.read_text(encoding="utf-8", errors="replace")
-    return None, None
+        text = md_path.read_text(encoding="utf-8", errors="replace")
+    return frame, text
+
+
+def ablation_summary(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Mean and sample sd over seeds per (shape, recipe), with ratios to minitron's mean on
+    the same shape (as bench/reinit_ablation.py's ablation.md reports them).
+
+    None when the frame lacks bench/reinit_ablation.py's columns.
+    """
+    need = {"shape", "recipe", "kd_loss_final"}
+    if not need <= set(frame.columns):
+        return None
+    metrics = [c for c in ("kd_loss_final", "skills_acc_final") if c in frame.columns]
+    rows = []
+    for (shape, recipe), group in frame.groupby(["shape", "recipe"], sort=False):
+        row: dict[str, Any] = {"shape": shape, "recipe": recipe, "seeds": len(group)}
+        if "params" in group:
+            row["params"] = group["params"].iloc[0]
+        for metric in metrics:
+            row[metric] = float(group[metric].mean())
+            row[f"{metric}_sd"] = float(group[metric].std()) if len(group) > 1 else None
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for metric in metrics:
+        base = out[out["recipe"] == "minitron"].set_index("shape")[metric]
+        out[f"{metric}_ratio"] = [value / base[shape] if base.get(shape) else None
+                                  for shape, value in zip(out["shape"], out[metric])]
+    return out
 
 
 def as_number(value: Any) -> float | None:

@@ -17,6 +17,7 @@ import pandas as pd
 from plsearch.report.data import (
     ARCH_KEYS,
     ReportData,
+    ablation_summary,
     arch_label,
     as_number,
     as_text,
@@ -380,15 +381,56 @@ def _predictor_errors(data: ReportData) -> str:
 
 
 def _ablation(data: ReportData) -> str:
+    source = _ablation_source(data.ablation_text)
     if data.ablation is not None and not data.ablation.empty:
-        frame = data.ablation
-        rows = [[(_fmt(v), as_number(v)) if as_number(v) is not None else (as_text(v), as_text(v))
-                 for v in record] for record in frame.itertuples(index=False)]
-        return _html_table([str(c) for c in frame.columns], rows, table_id="ablation")
+        summary = ablation_summary(data.ablation)
+        if summary is None:  # not the ablation bench's columns: the file as it is
+            frame = data.ablation
+            rows = [[_cell(v) for v in record] for record in frame.itertuples(index=False)]
+            return source + _html_table([str(c) for c in frame.columns], rows,
+                                        table_id="ablation")
+        headers = ["shape", "recipe", "params (M)", "seeds", "KD loss (final)",
+                   "KD loss / minitron", "skills acc (final)", "skills / minitron"]
+        rows = []
+        for r in summary.to_dict("records"):
+            rows.append([_cell(r["shape"]), _cell(r["recipe"]),
+                         (_fmt(r.get("params", 0) / 1e6), r.get("params")),
+                         (str(r["seeds"]), r["seeds"]),
+                         _mean_sd(r, "kd_loss_final"), _ratio(r.get("kd_loss_final_ratio")),
+                         _mean_sd(r, "skills_acc_final"),
+                         _ratio(r.get("skills_acc_final_ratio"))])
+        return (source + "<p class='note'>Mean +- sd over seeds; a ratio is the recipe over "
+                "minitron's on the same shape (lower KD loss and higher skills are better)."
+                "</p>" + _html_table(headers, rows, table_id="ablation"))
     if data.ablation_text:
         return f"<pre>{html.escape(data.ablation_text)}</pre>"
     return _no_data("the run folder has no ablation.csv or ablation.md "
-                    "(the ablation benchmark writes them)")
+                    "(bench/reinit_ablation.py writes them)")
+
+
+def _ablation_source(text: str | None) -> str:
+    """The ablation.md line naming the command that measured the table, when there is one."""
+    for line in (text or "").splitlines():
+        if line.lower().startswith("command:"):
+            return f"<p class='note'>{html.escape(line.strip())}</p>"
+    return ""
+
+
+def _cell(value: Any) -> tuple[str, Any]:
+    number = as_number(value)
+    return (_fmt(number), number) if number is not None else (as_text(value), as_text(value))
+
+
+def _ratio(value: Any) -> tuple[str, Any]:
+    number = as_number(value)
+    return (f"{number:.3f}", number) if number is not None else ("-", None)
+
+
+def _mean_sd(row: dict[str, Any], metric: str) -> tuple[str, Any]:
+    mean, sd = as_number(row.get(metric)), as_number(row.get(f"{metric}_sd"))
+    if mean is None:
+        return ("", None)
+    return (f"{mean:.3f} +- {sd:.3f}" if sd is not None else f"{mean:.3f}", mean)
 
 
 _FACT_KEYS = ("parent", "parent_arch", "parent_params", "parent_tokens_per_s",

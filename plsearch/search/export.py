@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from plsearch.errors import ConfigError
+from plsearch.search.study import load_existing_study, measured_tokens_per_s, storage_url
 
 __all__ = ["choose_trial", "export_candidate", "model_card", "open_for_export"]
 
@@ -29,8 +30,6 @@ __all__ = ["choose_trial", "export_candidate", "model_card", "open_for_export"]
 def open_for_export(out_dir: str | Path | None = None, storage: str | None = None,
                     study: str | None = None) -> optuna.Study:
     """The study of a run folder (its study.db) or of a storage URL."""
-    from plsearch.search.study import load_existing_study, storage_url
-
     if out_dir and storage:
         raise ConfigError("give either --out-dir DIR or --storage URL, not both")
     if out_dir:
@@ -117,7 +116,7 @@ def model_card(study: optuna.Study, trial: FrozenTrial) -> str:
     fingerprint = s.get("device_fingerprint", {})
     profile = s.get("device_profile", {})
     workload = s.get("workload", {})
-    measured = a.get("measured_tokens_per_s")
+    measured = measured_tokens_per_s(s, trial)
     parent_tps = s.get("parent_tokens_per_s")
     parent_measured = s.get("parent_measured_tokens_per_s")
 

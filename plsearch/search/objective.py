@@ -27,7 +27,7 @@ from plsearch.arch import ArchConfig
 from plsearch.search.ladder import competitors, is_promoted
 from plsearch.search.space import Rung, SearchGrid, SearchSpace
 
-__all__ = ["Pipeline", "RungScore", "make_objective", "objective_value"]
+__all__ = ["Pipeline", "RungScore", "built_count", "make_objective", "objective_value"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +104,57 @@ def _evaluated_twin(trial, arch: ArchConfig):
     return None
 
 
+def built_count(trials) -> int:
+    """Candidates built so far (or being built): feasible, not a repeat of an evaluated arch,
+    not lost to a dead worker, not a surplus trial."""
+    from optuna.trial import TrialState
+
+    from plsearch.search.study import dead_trials
+
+    dead = dead_trials(trials)
+    n = 0
+    for t in trials:
+        a = t.user_attrs
+        if not a.get("feasible") or "duplicate_of" in a or a.get("surplus"):
+            continue
+        if t.state in (TrialState.COMPLETE, TrialState.RUNNING) or (
+                t.state == TrialState.FAIL and t.number not in dead):
+            n += 1
+    return n
+
+
+def _surplus(trial, max_built: int | None, wait_s: float = 30.0) -> bool:
+    """True when trials numbered before this one already build ``max_built`` candidates.
+
+    Workers sharing a study each check the count before asking for a trial, so two of
+    them may start the last one together. Trial numbers are handed out by the storage in
+    order, so the earlier number wins: this trial first waits (briefly) until every earlier
+    running trial has recorded whether its arch is feasible, then counts them.
+    """
+    if max_built is None or not hasattr(trial, "study"):
+        return False
+    from optuna.trial import TrialState
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
+        undecided = [t for t in earlier
+                     if t.state == TrialState.RUNNING and "feasible" not in t.user_attrs]
+        if not undecided or time.monotonic() > deadline:
+            return built_count(earlier) >= max_built
+        time.sleep(0.2)
+
+
 def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
                    budget_tokens_per_s: float, candidates_dir: Path,
-                   candidate_meta: dict | None = None):
-    """The Optuna objective: trial -> (accuracy objective, predicted tokens/s)."""
+                   candidate_meta: dict | None = None, max_built: int | None = None):
+    """The Optuna objective: trial -> (accuracy objective, predicted tokens/s).
+
+    With ``max_built``, a feasible trial that finds that many candidates already built or
+    being built by earlier trials (another worker won the race for the last one) is not
+    built: it records ``surplus`` and is pruned.
+    """
+    import optuna
     rungs = space.ladder.rungs
     last = len(rungs) - 1
     weight = space.objective.perplexity_weight
@@ -140,6 +187,13 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
             logger.info("trial %d: %s was evaluated by trial %d; reusing its result",
                         trial.number, arch, twin.number)
             return twin.values[0], predicted
+
+        if _surplus(trial, max_built):
+            record.set(surplus=True, seconds={"build": 0.0, "kd": 0.0, "eval": 0.0,
+                                              "total": time.perf_counter() - start})
+            logger.info("trial %d: %d candidates are already built; not built", trial.number,
+                        max_built)
+            raise optuna.TrialPruned("enough candidates")
 
         seconds = {"build": 0.0, "kd": 0.0, "eval": 0.0}
         model = None

@@ -250,7 +250,7 @@ class RealPipeline:
         start = time.perf_counter()
         objective = self.space.objective
         scores = evaluate(model, self.tokenizer, list(objective.tasks), limit=rung.limit,
-                          seed=self.seed)
+                          seed=self.seed, progress=False)
         missing = [t for t in objective.tasks
                    if objective.metric not in scores.get(t, {})]
         if missing:

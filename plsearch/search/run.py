@@ -32,9 +32,18 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from plsearch.errors import ConfigError
+from plsearch.search.objective import built_count
 
-__all__ = ["SearchOptions", "SearchPlan", "SearchSummary", "built_count", "plan_search",
-           "run_search", "write_trials_csv"]
+__all__ = [
+    "SearchOptions",
+    "SearchPlan",
+    "SearchSummary",
+    "built_count",
+    "plan_search",
+    "run_search",
+    "trial_rows",
+    "write_trials_csv",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +200,8 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
             "parent": attrs["parent"], "parent_arch": plan.parent_arch.to_dict(),
             "study": name, "device_profile": plan.profile.name,
             "parent_tokens_per_s": plan.parent_tokens_per_s,
-            "device_fingerprint": plan.latency.fingerprint, "budget": attrs["budget"]})
+            "device_fingerprint": plan.latency.fingerprint, "budget": attrs["budget"]},
+                                   max_built=opts.trials)
 
         # 4. trials
         stage(f"searching: {opts.trials} candidates, budget {plan.budget.spec} = "
@@ -293,19 +303,6 @@ def fastest_arch(grid, predict, seed: int = 0, limit: int = 5000):
     return predict(best), best
 
 
-def built_count(trials) -> int:
-    """Candidates built so far (or being built): feasible, not a repeat of an evaluated arch,
-    not lost to a dead worker."""
-    n = 0
-    for t in trials:
-        if not t.user_attrs.get("feasible") or "duplicate_of" in t.user_attrs:
-            continue
-        if t.state in (TrialState.COMPLETE, TrialState.RUNNING) or t.state == TrialState.FAIL and not str(
-                t.user_attrs.get("fail_reason", "")).startswith("worker died"):
-            n += 1
-    return n
-
-
 def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial) -> None:
     """One trial at a time until enough candidates were built (by every worker together)."""
     start = time.monotonic()
@@ -363,8 +360,12 @@ def _remove_partial_candidates(artifacts: Path) -> None:
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """One flat dict per trial: the columns of trials.csv."""
+    from plsearch.search.study import dead_trials, measured_tokens_per_s
+
+    trials = study.get_trials(deepcopy=False)
+    study_attrs, dead = study.user_attrs, dead_trials(trials)
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         a = t.user_attrs
         arch = a.get("arch") or {}
         rows.append({
@@ -372,7 +373,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "state": t.state.name,
             "accuracy_objective": t.values[0] if t.values else None,
             "predicted_tokens_per_s": a.get("predicted_tokens_per_s"),
-            "measured_tokens_per_s": a.get("measured_tokens_per_s"),
+            "measured_tokens_per_s": measured_tokens_per_s(study_attrs, t),
             "feasible": a.get("feasible"),
             "constraint": a.get("constraint"),
             "rung": a.get("rung"),
@@ -388,7 +389,9 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "kd_tokens": a.get("kd_tokens"),
             "seconds_total": (a.get("seconds") or {}).get("total"),
             "candidate_dir": a.get("candidate_dir"),
-            "fail_reason": a.get("fail_reason"),
+            "fail_reason": a.get("fail_reason") or (
+                f"worker died; arch retried by trial {dead[t.number]}" if t.number in dead
+                else None),
             "retry_of": t.system_attrs.get("failed_trial"),
             "duplicate_of": a.get("duplicate_of"),
         })

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -35,14 +34,16 @@ __all__ = [
     "METRIC_NAMES",
     "SAMPLERS",
     "constraints",
+    "dead_trials",
     "driver_url",
     "make_sampler",
+    "measured_tokens_per_s",
     "open_storage",
     "open_study",
+    "record_measurement",
     "recover_stale_trials",
     "requeue_trial",
     "run_lock",
-    "set_finished_trial_user_attr",
     "storage_url",
 ]
 
@@ -239,15 +240,14 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 def recover_stale_trials(study: optuna.Study) -> list[int]:
     """Fail every RUNNING trial (call only while holding ``run_lock``) and requeue its arch.
 
-    Returns the numbers of the trials that were recovered.
+    Returns the numbers of the trials that were recovered. The requeued trial names the
+    dead one in its ``retry_history`` system attribute, which is how ``dead_trials`` (and
+    the report) tell a killed trial from one that failed on its own.
     """
     recovered = []
-    storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                    "worker died (the search process was killed); arch requeued")
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        requeue_trial(study, storage.get_trial(trial._trial_id))
+        study.tell(trial.number, state=TrialState.FAIL)
+        requeue_trial(study, trial)
         recovered.append(trial.number)
     if recovered:
         logger.warning("trials %s were left running by a killed search; marked failed and "
@@ -270,33 +270,30 @@ def _requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
     if len(trial.system_attrs.get("retry_history", [])) >= 2:
         logger.warning("trial %d failed with a dead worker three times; not retried", trial.number)
         return
-    set_finished_trial_user_attr(study, trial, "fail_reason",
-                                 "worker died (no heartbeat); arch requeued")
     requeue_trial(study, trial)
+
+
+def dead_trials(trials) -> dict[int, int]:
+    """{number of a trial whose worker died: number of the trial that retried its arch}."""
+    dead = {}
+    for t in trials:
+        for number in t.system_attrs.get("retry_history", []):
+            dead.setdefault(int(number), t.number)
+    return dead
 
 
 # ---------------------------------------------------------------- attributes
 
+MEASURED_PREFIX = "measured_tokens_per_s/"
 
-def set_finished_trial_user_attr(study: optuna.Study, trial: FrozenTrial, key: str,
-                                 value: Any) -> None:
-    """Write a user attribute on a finished trial (Optuna allows it only while running).
 
-    Verification measures Pareto candidates after their trials ended; this writes the
-    attribute row directly through the RDB storage's own tables.
-    """
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
+def record_measurement(study: optuna.Study, number: int, tokens_per_s: float) -> None:
+    """Store a finished trial's measured tokens/s (Optuna freezes a finished trial's own
+    attributes, so it goes into the study's, one key per trial: workers never collide)."""
+    study.set_user_attr(f"{MEASURED_PREFIX}{number}", float(tokens_per_s))
 
-    storage = study._storage
-    rdb = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDBStorage
-    with _create_scoped_session(rdb.scoped_session, True) as session:
-        row = models.TrialUserAttributeModel.find_by_trial_and_key(
-            models.TrialModel.find_or_raise_by_id(trial._trial_id, session), key, session)
-        if row is None:
-            session.add(models.TrialUserAttributeModel(
-                trial_id=trial._trial_id, key=key, value_json=json.dumps(value)))
-        else:
-            row.value_json = json.dumps(value)
-    # The process-wide cache keeps finished trials; update its copy too.
-    storage.get_trial(trial._trial_id).user_attrs[key] = value
+
+def measured_tokens_per_s(study_attrs: dict[str, Any], trial: FrozenTrial) -> float | None:
+    """The trial's measured tokens/s, or None when it was not measured."""
+    value = study_attrs.get(f"{MEASURED_PREFIX}{trial.number}")
+    return trial.user_attrs.get("measured_tokens_per_s") if value is None else value

@@ -4,8 +4,9 @@ The front is taken over fully evaluated trials only (COMPLETE, feasible, top run
 (accuracy objective, predicted tokens/s), both maximized. Each front candidate is loaded
 from its saved folder and timed on the device profile's workload (greedy generation, the
 same harness as the profiler's whole-model rows); the parent is timed in the same run.
-Measured tokens/s goes into the trial's ``measured_tokens_per_s`` user attribute and the
-study's ``verification`` attribute holds the comparison.
+Measured tokens/s goes into the study's ``measured_tokens_per_s/<trial number>`` user
+attribute (study.record_measurement) and the study's ``verification`` attribute holds the
+comparison.
 """
 
 from __future__ import annotations
@@ -58,12 +59,12 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     """
     from plsearch.models import load_model
     from plsearch.search.pipeline import measure_tokens_per_s
-    from plsearch.search.study import set_finished_trial_user_attr
+    from plsearch.search.study import measured_tokens_per_s, record_measurement
 
     rows = []
     for trial in pareto_front(study):
         a = trial.user_attrs
-        measured = a.get("measured_tokens_per_s")
+        measured = measured_tokens_per_s(study.user_attrs, trial)
         if measured is None:
             folder = a.get("candidate_dir")
             if not folder or not Path(folder).exists():
@@ -73,7 +74,7 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
             model, _, _ = load_model(folder)
             measured = measure_tokens_per_s(model, profile, repeats=repeats, seed=seed)
             del model
-            set_finished_trial_user_attr(study, trial, "measured_tokens_per_s", measured)
+            record_measurement(study, trial.number, measured)
         predicted = a["predicted_tokens_per_s"]
         rows.append({"trial": trial.number, "predicted_tokens_per_s": predicted,
                      "measured_tokens_per_s": measured, "error": predicted / measured - 1.0})

@@ -9,7 +9,7 @@ import pytest
 
 from plsearch.cli import main
 from plsearch.search.run import built_count
-from plsearch.search.study import storage_url
+from plsearch.search.study import measured_tokens_per_s, storage_url
 from plsearch.search.verify import fully_evaluated, pareto_front
 
 
@@ -39,7 +39,7 @@ def test_three_trial_search_then_export(tiny_dir, tmp_path, cache_dir, capsys):
         assert set(a["scores"]) >= {"plsearch_recall", "plsearch_add"}
         assert 0.0 <= a["accuracy"] <= 1.0 and a["perplexity"] > 1.0
     for t in pareto_front(study):
-        assert t.user_attrs["measured_tokens_per_s"] > 0
+        assert measured_tokens_per_s(study.user_attrs, t) > 0
     assert study.user_attrs["parent_measured_tokens_per_s"] > 0
     assert study.user_attrs["verification"]["candidates"]
     assert "parent_accuracy" in study.user_attrs

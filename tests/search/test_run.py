@@ -9,8 +9,8 @@ import pytest
 from optuna.trial import TrialState
 
 from plsearch.errors import ConfigError
-from plsearch.search.run import SearchOptions, built_count, run_search
-from plsearch.search.study import open_study, run_lock, storage_url
+from plsearch.search.run import SearchOptions, built_count, run_search, trial_rows
+from plsearch.search.study import dead_trials, open_study, run_lock, storage_url
 from plsearch.search.testing import FakeLatency, FakePipeline, fake_pipeline
 
 STUDY_ATTRS = {"parent", "parent_arch", "parent_params", "parent_tokens_per_s",
@@ -111,8 +111,10 @@ def test_resume_after_a_killed_process(tiny_dir, tmp_path):
     assert summary.recovered == [killed.number]
     stale = trials[killed.number]
     assert stale.state == TrialState.FAIL
-    assert stale.user_attrs["fail_reason"].startswith("worker died")
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert dead_trials(trials) == {killed.number: retried[0].number}
+    rows = {row["number"]: row for row in trial_rows(_load(out))}
+    assert rows[killed.number]["fail_reason"].startswith("worker died")
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert retried[0].params == stale.params
     assert "fail_reason" not in retried[0].user_attrs
