@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plsearch import atomic
 from plsearch.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def _read_hf_dataset(spec: str) -> list[str]:
         import datasets
 
         ds = datasets.load_dataset(name, config or None, split=split or "train")
-    except Exception as exc:  # datasets raises many types when offline
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types when offline
         raise ConfigError(f"cannot load data {spec!r} ({str(exc).splitlines()[0][:120]}); "
                           "pass a local .txt/.jsonl file or a dataset cached offline") from None
     if "text" not in ds.column_names:
@@ -148,8 +149,10 @@ def _builtin_stream(tokenizer, seed: int) -> np.ndarray:
         parts.append(text_ids[i : i + chunk])
         parts.append(skill_ids[i : i + chunk])
     out = np.concatenate(parts).astype(np.int32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, out)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:  # np.save would add .npy to a name
+            np.save(fh, out)
+
+    atomic.write_file(path, write)
     return out

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from plsearch import atomic
 from plsearch.errors import ConfigError, TrainingDivergedError
 
 logger = logging.getLogger(__name__)
@@ -265,13 +266,14 @@ def kd_retrain(student, teacher, batches: Batches, config: KDConfig, seed: int,
 
 def write_loss_curve(result: KDResult, path: Path) -> None:
     """The loss curve as CSV (CURVE_COLUMNS), written atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CURVE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(result.curve)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CURVE_COLUMNS)
+            writer.writeheader()
+            writer.writerows(result.curve)
+
+    atomic.write_file(path, write)
 
 
 # ---------------------------------------------------------------- helpers

@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -29,6 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from plsearch import atomic
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,6 @@ class Importance:
         """Write one safetensors file atomically (temp file in the same folder + rename)."""
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {
             "format": _FORMAT,
             "num_tokens": self.num_tokens,
@@ -105,14 +103,8 @@ class Importance:
             "key": asdict(self.key) if self.key else None,
         }
         tensors = {name: getattr(self, name).contiguous() for name in _TENSOR_FIELDS}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"plsearch": json.dumps(meta)})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic.write_file(path, lambda tmp: save_file(tensors, str(tmp),
+                                                      metadata={"plsearch": json.dumps(meta)}))
 
     @classmethod
     def load(cls, path: str | Path) -> Importance:

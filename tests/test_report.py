@@ -315,7 +315,7 @@ def test_fifty_trial_report_is_under_6_mb(tmp_path):
 
 
 def test_write_report_is_atomic(tmp_path, monkeypatch):
-    from plsearch.report import render
+    from plsearch import atomic
 
     run = tmp_path / "run"
     make_fixture_study(run, n_trials=3)
@@ -324,7 +324,7 @@ def test_write_report_is_atomic(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(render.os, "replace", broken)
+    monkeypatch.setattr(atomic.os, "replace", broken)
     with pytest.raises(OSError):
         write_report(out=run / "report.html", run_dir=run)
     assert (run / "report.html").read_text() == "old"

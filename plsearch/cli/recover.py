@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from plsearch import atomic
 from plsearch.errors import ConfigError, DeviceError, ModelLoadError
 
 BUILTIN = "builtin"
@@ -181,17 +181,12 @@ def _check_parent_hash(record: dict, teacher_dir: Path) -> None:
 
 def _write_model_folder(out: Path, student, tokenizer, record, result, write_loss_curve) -> None:
     """HF folder + plsearch.json + loss_curve.csv, renamed into place when complete."""
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic.new_dir(out) as tmp:
         student.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / "plsearch.json").write_text(json.dumps(record, indent=2) + "\n",
                                            encoding="utf-8")
         write_loss_curve(result, tmp / "loss_curve.csv")
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- eval

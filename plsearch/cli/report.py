@@ -23,6 +23,8 @@ def register(sub) -> None:
                    "headless Chromium (the README screenshot)")
     p.add_argument("--screenshot-size", metavar="WxH", default="1280x900",
                    help="viewport of the screenshot (default 1280x900)")
+    p.add_argument("--full-page", action="store_true",
+                   help="screenshot the whole page, not only the first screen")
     p.set_defaults(func=cmd_report)
 
 
@@ -51,6 +53,7 @@ def cmd_report(args) -> int:
           f"{len(data.front)} on the Pareto front, best feasible accuracy {best}")
     if args.screenshot:
         width, height = int(size.group(1)), int(size.group(2))
-        png = screenshot(out, args.screenshot, width=width, height=height)
+        png = screenshot(out, args.screenshot, width=width, height=height,
+                         full_page=args.full_page)
         print(f"wrote {png}")
     return 0

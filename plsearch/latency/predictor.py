@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from plsearch import atomic
 from plsearch.arch import ArchConfig
 from plsearch.config import DeviceProfile, Workload
 from plsearch.errors import LatencyTableError
@@ -376,17 +375,7 @@ def save_predictor(predictor: LatencyPredictor, path: str | Path) -> None:
             for key, c in predictor.costs.items()
         },
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def load_predictor(path: str | Path) -> LatencyPredictor:

@@ -11,14 +11,13 @@ LatencyTableError naming the first problems and the fix; nothing is silently coe
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from plsearch import atomic
 from plsearch.errors import LatencyTableError
 
 __all__ = [
@@ -205,16 +204,12 @@ def append_rows(path: str | Path, rows: Iterable[Mapping[str, object]]) -> pd.Da
         raise ValueError(f"rows lack column(s) {missing}")  # internal: profiler bug
     new = _validated(new[list(COLUMNS)].astype(str), "the new rows")
     table = pd.concat([read_table(path), new], ignore_index=True) if path.exists() else new
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
             table.to_csv(fh, index=False, float_format="%.6g")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a table is shared data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic.write_file(path, write)
     logger.info("wrote %d new rows to %s (%d in all)", len(new), path, len(table))
     return table
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plsearch import atomic
 from plsearch.parent import corpus, skills
 from plsearch.parent.tokenizer import EOS, train_tokenizer
 
@@ -92,9 +93,13 @@ def prepare(work: Path, recipe: ParentRecipe) -> None:
     while len(skill_ids) < recipe.skill_stream_tokens:
         lines = [next(stream).text for _ in range(5000)]
         skill_ids.extend(_encode_joined(tokenizer, lines, sep=newline))
-    np.savez(work / "streams.npz.tmp.npz", text=np.asarray(text_ids, dtype=np.int32),
-             skills=np.asarray(skill_ids, dtype=np.int32))
-    os.replace(work / "streams.npz.tmp.npz", work / "streams.npz")
+
+    def write_streams(tmp: Path) -> None:
+        with tmp.open("wb") as fh:  # np.savez would add .npz to a name
+            np.savez(fh, text=np.asarray(text_ids, dtype=np.int32),
+                     skills=np.asarray(skill_ids, dtype=np.int32))
+
+    atomic.write_file(work / "streams.npz", write_streams)
     logger.info("streams: %d text tokens, %d skill tokens", len(text_ids), len(skill_ids))
 
 
@@ -107,9 +112,7 @@ def _encode_joined(tokenizer, texts: list[str], sep: list[int]) -> list[int]:
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 # ---------------------------------------------------------------- model
@@ -266,14 +269,15 @@ def finalize(work: Path, recipe: ParentRecipe, state: dict, install: bool) -> di
     """Evaluate the trained weights, write the HF folder and model card."""
     import torch
 
-    from plsearch.parent.heldout import skill_accuracy, text_perplexity, unigram_perplexity
+    from plsearch.evaluate import perplexity
+    from plsearch.parent.heldout import skill_accuracy, unigram_perplexity
 
     model, tokenizer = load_trained(work, recipe)
     streams = dict(np.load(work / "streams.npz"))
     heldout_text = [json.loads(line)["text"] for line in
                     (work / "data" / "heldout_text.jsonl").read_text().splitlines()]
     with torch.inference_mode():
-        ppl = text_perplexity(model, tokenizer, heldout_text)
+        ppl = perplexity(model, tokenizer, heldout_text)
         acc = {s: skill_accuracy(model, tokenizer, _read_jsonl(work / "data" /
                                                              f"heldout_{s}.jsonl"))
                for s in skills.SKILLS}
@@ -332,17 +336,17 @@ def model_card_markdown(card: dict) -> str:
         "A small glm4-family (sandwich-norm) causal LM that ships with plsearch so the whole",
         "pipeline runs with no download. Rebuild it with `plsearch parent build`.",
         "",
-        f"- Shape: {r['num_hidden_layers']} layers, hidden {r['hidden_size']}, "
-        f"{r['num_attention_heads']} query heads / {r['num_key_value_heads']} KV groups, "
-        f"head_dim {r['head_dim']}, FFN {r['intermediate_size']}, vocab {r['vocab_size']} "
-        f"(tied), {card['params']:,} parameters.",
-        "- Training data: pydoc topics and standard-library docstrings (read with `ast`) "
-        f"mixed with synthetic skills ({r['skill_fraction']:.0%} of rows): associative "
-        "recall, copy, addition, balanced brackets. Held-out documents and skill prompts "
-        "were excluded from training.",
-        f"- Training: {card['train_steps']} steps, {card['train_tokens']:,} tokens, "
-        f"{card['train_seconds'] / 60:.1f} min on CPU "
-        f"({card['tokens_per_second']:.0f} tokens/s), seed {r['seed']}.",
+        (f"- Shape: {r['num_hidden_layers']} layers, hidden {r['hidden_size']}, "
+         f"{r['num_attention_heads']} query heads / {r['num_key_value_heads']} KV groups, "
+         f"head_dim {r['head_dim']}, FFN {r['intermediate_size']}, vocab {r['vocab_size']} "
+         f"(tied), {card['params']:,} parameters."),
+        ("- Training data: pydoc topics and standard-library docstrings (read with `ast`) "
+         f"mixed with synthetic skills ({r['skill_fraction']:.0%} of rows): associative "
+         "recall, copy, addition, balanced brackets. Held-out documents and skill prompts "
+         "were excluded from training."),
+        (f"- Training: {card['train_steps']} steps, {card['train_tokens']:,} tokens, "
+         f"{card['train_seconds'] / 60:.1f} min on CPU "
+         f"({card['tokens_per_second']:.0f} tokens/s), seed {r['seed']}."),
         "- Schedule segments (a resumed build with more --steps re-stretches the cosine "
         "decay from where it stopped): "
         + (", ".join(f"from step {s['from_step']} to {s['max_steps']}"
@@ -350,8 +354,8 @@ def model_card_markdown(card: dict) -> str:
         "",
         "## Held-out results",
         "",
-        f"- Text perplexity: {card['heldout_text_perplexity']:.2f} "
-        f"(unigram baseline {card['unigram_perplexity']:.2f})",
+        (f"- Text perplexity: {card['heldout_text_perplexity']:.2f} "
+         f"(unigram baseline {card['unigram_perplexity']:.2f})"),
         "",
         "| skill | accuracy | chance |",
         "|---|---|---|",

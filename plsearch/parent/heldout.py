@@ -1,4 +1,5 @@
-"""Held-out measurements of a causal LM: text perplexity and multiple-choice skill accuracy.
+"""Held-out measurements of a causal LM: the unigram baseline and multiple-choice skill
+accuracy (text perplexity itself is plsearch.evaluate.perplexity).
 
 Used by the parent recipe's model card and by its test. Skill accuracy scores every
 choice by the summed log-probability of its tokens after the prompt (lm-eval's
@@ -11,25 +12,6 @@ import math
 
 import numpy as np
 import torch
-
-
-@torch.inference_mode()
-def text_perplexity(model, tokenizer, texts: list[str], seq_len: int = 256) -> float:
-    """Token-level perplexity over texts, each scored in non-overlapping windows."""
-    nll, count = 0.0, 0
-    for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids = [tokenizer.eos_token_id] + ids
-        for start in range(0, len(ids) - 1, seq_len):
-            window = torch.tensor([ids[start : start + seq_len + 1]])
-            if window.shape[1] < 2:
-                continue
-            logits = model(input_ids=window[:, :-1]).logits.float()
-            loss = torch.nn.functional.cross_entropy(
-                logits[0], window[0, 1:], reduction="sum")
-            nll += float(loss)
-            count += window.shape[1] - 1
-    return math.exp(nll / max(count, 1))
 
 
 def unigram_perplexity(train_ids: np.ndarray, tokenizer, texts: list[str]) -> float:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from plsearch import atomic
 from plsearch.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -27,20 +26,12 @@ def save_candidate(model, tokenizer, out_dir: str | Path, meta: dict[str, Any]) 
     """
     out_dir = Path(out_dir).expanduser()
     check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
+    with atomic.new_dir(out_dir) as tmp:  # replaces an empty out_dir (checked above)
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n",
                                      encoding="utf-8")
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("candidate saved to %s", out_dir)
     return out_dir
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import logging
-import os
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from plsearch import atomic
 from plsearch.report.data import (
     ARCH_KEYS,
     ReportData,
@@ -23,6 +21,7 @@ from plsearch.report.data import (
     as_text,
     load_report_data,
 )
+from plsearch.search.study import MEASURED_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -97,19 +96,7 @@ def write_report(data: ReportData | None = None, *, out: str | Path, storage_url
     """
     if data is None:
         data = load_report_data(storage_url=storage_url, study_name=study_name, run_dir=run_dir)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = render_report(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    out = atomic.write_text(out, render_report(data))
     log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
     return out
 
@@ -443,7 +430,8 @@ def _run_facts(data: ReportData) -> str:
     facts, attrs = data.facts, data.study_attrs
     items = [("study", facts.study_name), ("storage", facts.storage)]
     items += [(k, attrs[k]) for k in _FACT_KEYS if k in attrs]
-    items += [(k, v) for k, v in sorted(attrs.items()) if k not in _FACT_KEYS]
+    items += [(k, v) for k, v in sorted(attrs.items())  # measurements: in the tables above
+              if k not in _FACT_KEYS and not k.startswith(MEASURED_PREFIX)]
     if data.run_config:
         items.append(("run.json", data.run_config))
     stages = data.stage_seconds

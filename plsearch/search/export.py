@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
+from plsearch import atomic
 from plsearch.errors import ConfigError
 from plsearch.search.study import load_existing_study, measured_tokens_per_s, storage_url
 
@@ -91,19 +91,11 @@ def export_candidate(study: optuna.Study, trial: FrozenTrial, out: str | Path) -
     if not (source / "config.json").exists():
         raise ConfigError(f"the candidate folder {source} of trial {trial.number} is missing "
                           "or incomplete; was the run folder (or artifact store) moved?")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic.new_dir(out) as tmp:  # replaces an empty out (checked above)
         for item in source.iterdir():
             if item.is_file():
                 shutil.copy2(item, tmp / item.name)
         (tmp / "README.md").write_text(model_card(study, trial), encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

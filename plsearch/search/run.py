@@ -18,10 +18,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import random
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,8 +29,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from plsearch import atomic
 from plsearch.errors import ConfigError
 from plsearch.search.objective import built_count
+from plsearch.search.study import warnings_silenced
 
 __all__ = [
     "SearchOptions",
@@ -309,6 +309,10 @@ def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial) -> 
     max_infeasible = max(20, 5 * opts.trials)
     callbacks = [lambda s, t: on_trial(t)] if on_trial else []
     while True:
+        # A dead worker's trial still RUNNING would count as built: fail it (and requeue its
+        # arch, through the heartbeat callback) before counting. No-op without heartbeats.
+        with warnings_silenced():  # fail_stale_trials is "experimental" in Optuna
+            optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         if built_count(trials) >= opts.trials:
             break
@@ -402,20 +406,8 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
     import pandas as pd
 
     frame = pd.DataFrame(trial_rows(study))
-    _atomic_write(path, frame.to_csv(index=False))
+    atomic.write_text(path, frame.to_csv(index=False))
 
 
 def _write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(path, json.dumps(data, indent=2, default=str) + "\n")

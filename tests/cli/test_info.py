@@ -51,7 +51,7 @@ def _bad_config(tmp_path, text):
 def test_bad_model_gives_exit_2_and_one_line(tmp_path, make_model, expected):
     proc = subprocess.run(
         [sys.executable, "-m", "plsearch", "info", "--model", make_model(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -1,0 +1,95 @@
+"""Atomic writes: a temporary sibling of the destination, then a rename into place.
+
+A reader of the final path sees the old content or the complete new one, never a
+partial file. On any exception (KeyboardInterrupt included) the temporary is removed
+and nothing is left at the final path. The temporary is ``.{name}.XXXX.tmp`` in the
+destination's folder, which is created when missing (same file system, so the rename
+is atomic; a killed process leaves only dot-names ending in ``.tmp``).
+
+Final modes follow the umask like an ordinary open() or mkdir: files 0o666 & ~umask,
+folders 0o777 & ~umask, not the 0600 / 0700 of mkstemp / mkdtemp, which other users of
+a shared cluster cannot read.
+
+    write_text(run_dir / "run.json", json.dumps(data))
+    write_file(path, lambda tmp: save_file(tensors, tmp))
+    with new_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["new_dir", "write_file", "write_text"]
+
+
+def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (as Path.write_text would); returns ``path``."""
+    return write_file(path, lambda tmp: tmp.write_text(text, encoding=encoding))
+
+
+def write_file(path: str | Path, writer: Callable[[Path], Any]) -> Path:
+    """``writer(tmp)`` writes a temporary sibling of ``path``, then it is renamed to ``path``.
+
+    ``tmp`` exists (empty) when ``writer`` is called; ``writer`` writes it by that name,
+    e.g. ``lambda tmp: frame.to_csv(tmp, index=False)``. A writer that adds a suffix to
+    the name it is given (np.save, np.savez) must write to an open file instead. Returns
+    ``path``.
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(**_temp_args(path))
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        writer(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def new_dir(out: str | Path, *, replace_empty: bool = True) -> Iterator[Path]:
+    """A new temporary sibling folder of ``out``, renamed to ``out`` when the block ends.
+
+    If the block raises, the folder is removed (with what was written into it) and
+    ``out`` is left as it was. At the rename an existing empty ``out`` is replaced when
+    ``replace_empty``; any other existing ``out`` raises OSError (FileExistsError,
+    or the error of removing a non-empty folder or a file), so callers that want a
+    friendlier error check ``out`` before they start writing.
+    """
+    out = Path(out)
+    tmp = Path(tempfile.mkdtemp(**_temp_args(out)))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if out.exists() or out.is_symlink():
+            if not replace_empty:
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(out))
+            out.rmdir()  # fails unless an empty folder
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _temp_args(path: Path) -> dict[str, Any]:
+    """mkstemp / mkdtemp arguments for a temporary sibling of ``path`` (parent created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return {"dir": path.parent, "prefix": f".{path.name}.", "suffix": ".tmp"}
+
+
+def _umask() -> int:
+    """The process umask (os.umask can only be read by setting it, so it is set back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
