@@ -52,6 +52,21 @@ def token_stream(tokenizer, source: str | Path | None = None, seed: int = 0) -> 
     return _encode(tokenizer, _read_hf_dataset(str(source)))
 
 
+def data_id(source: str | Path | None) -> str:
+    """What identifies the data of ``source`` in cache keys: ``builtin``, a local file's
+    content hash (an edited file never reuses a stale cache), or the dataset spec."""
+    if source is None or str(source) == BUILTIN:
+        return BUILTIN
+    path = Path(source).expanduser()
+    if path.is_file():
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        return f"{path.name}|sha256:{digest.hexdigest()[:16]}"
+    return str(source)
+
+
 def sample_windows(stream: np.ndarray, n: int, seq_len: int, seed: int):
     """(n, seq_len) LongTensor of windows at seeded random offsets."""
     import torch

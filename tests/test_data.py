@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -52,3 +53,22 @@ def test_bad_sources_are_clear(tmp_path, tokenizer):
     short.write_text("hi")
     with pytest.raises(ConfigError, match="fewer than one window"):
         sample_windows(token_stream(tokenizer, short), 1, 64, seed=0)
+
+
+def test_data_id_follows_a_files_content_not_its_name(tmp_path):
+    from plsearch.data import data_id
+
+    path = tmp_path / "calib.txt"
+    path.write_text("first version of the calibration text\n")
+    first = data_id(path)
+    assert data_id(str(path)) == first  # a str or a Path: the same key
+    stat = path.stat()
+    path.write_text("other version of the calibration text\n")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the same mtime
+    assert data_id(path) != first
+    copy = tmp_path / "sub" / "calib.txt"
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
+    assert data_id(copy) == data_id(path)  # moving a file keeps its cache
+    assert data_id(None) == data_id("builtin") == "builtin"
+    assert data_id("wikitext:wikitext-2-raw-v1:train") == "wikitext:wikitext-2-raw-v1:train"

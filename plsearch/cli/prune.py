@@ -48,6 +48,7 @@ def register(sub) -> None:
 def cmd_prune(args) -> int:
     import torch
 
+    from plsearch.data import data_id
     from plsearch.families import get_family
     from plsearch.importance import ImportanceKey, compute_importance
     from plsearch.models import load_model, read_config, resolve_model_dir, weights_hash
@@ -72,7 +73,7 @@ def cmd_prune(args) -> int:
     _check_calibration(args, config, model_dir)
 
     model, tokenizer, _ = load_model(model_dir)
-    key = ImportanceKey(parent_hash=weights_hash(model_dir), data=_data_id(args.calib_data),
+    key = ImportanceKey(parent_hash=weights_hash(model_dir), data=data_id(args.calib_data),
                         num_samples=args.calib_samples, seq_len=args.calib_seq_len,
                         seed=args.seed)
     windows = functools.cache(functools.partial(_windows, tokenizer, args))
@@ -130,17 +131,6 @@ def _check_calibration(args, config, model_dir: Path) -> None:
     if not any((model_dir / name).exists() for name in ("tokenizer.json", "tokenizer_config.json")):
         raise ModelLoadError(f"{model_dir} has no tokenizer; calibration needs one: save the "
                              "tokenizer into the model folder")
-
-
-def _data_id(source: str | None) -> str:
-    """The calibration source for the importance cache key (a file's size and mtime too)."""
-    if not source:
-        return "builtin"
-    path = Path(source).expanduser()
-    if path.is_file():
-        stat = path.stat()
-        return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    return source
 
 
 def _windows(tokenizer, args):

@@ -304,7 +304,13 @@ def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, l
     """Load the parent and prepare everything trials share."""
     import numpy as np
 
-    from plsearch.data import heldout_dir, sample_windows, split_stream, token_stream
+    from plsearch.data import (
+        data_id,
+        heldout_dir,
+        sample_windows,
+        split_stream,
+        token_stream,
+    )
     from plsearch.families import get_family
     from plsearch.importance import ImportanceKey, compute_importance
     from plsearch.models import load_model, weights_hash
@@ -331,7 +337,7 @@ def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, l
     else:
         train, heldout = split_stream(stream, 0.05)
     calib = sample_windows(train, space.calibration_samples, kd.seq_len, seed)
-    key = ImportanceKey(parent_hash=weights_hash(model_dir), data=str(kd.data),
+    key = ImportanceKey(parent_hash=weights_hash(model_dir), data=data_id(kd.data),
                         num_samples=space.calibration_samples, seq_len=kd.seq_len, seed=seed)
     family = get_family(parent.config)
     importance = compute_importance(parent, calib.to(device), family, key=key,
