@@ -19,7 +19,6 @@ import csv
 import json
 import math
 import os
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -105,27 +104,21 @@ def _skill_acc(scores: dict) -> float:
 
 
 def summarize(rows: list[dict]) -> tuple[list[dict], dict]:
+    """Mean +- sd per (shape, recipe) and ratios to minitron, as the report's ablation panel
+    computes them (plsearch.report.ablation_summary); the parent's block influence."""
+    import pandas as pd
+
+    from plsearch.report import ablation_summary
+
     influence = {r["shape"]: r["values"] for r in rows if r["recipe"] == "_block_influence"}
     runs = [r for r in rows if r["recipe"] != "_block_influence"]
-    table = []
-    for shape in SHAPES:
-        base = {}
-        for name in RECIPES:
-            rs = [r for r in runs if r["shape"] == shape and r["recipe"] == name]
-            if not rs:
-                continue
-            entry = {"shape": shape, "recipe": name, "params": rs[0]["params"], "n": len(rs)}
-            for col in ("kd_loss_step0", "kd_loss_final", "skills_acc_step0",
-                        "skills_acc_final"):
-                vals = [r[col] for r in rs]
-                entry[col] = statistics.fmean(vals)
-                entry[col + "_sd"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            if name == "minitron":
-                base = entry
-            for col in ("kd_loss_step0", "kd_loss_final", "skills_acc_final"):
-                entry[col + "_ratio"] = (entry[col] / base[col]
-                                         if base and base[col] else math.nan)
-            table.append(entry)
+    order = {(shape, name): i for i, (shape, name) in
+             enumerate((shape, name) for shape in SHAPES for name in RECIPES)}
+    runs.sort(key=lambda r: order.get((r["shape"], r["recipe"]), len(order)))
+    summary = ablation_summary(pd.DataFrame(runs))
+    table = [] if summary is None else [
+        {k: (math.nan if v is None else v) for k, v in row.items()}
+        for row in summary.to_dict("records")]
     return table, influence
 
 
@@ -142,19 +135,19 @@ def write_report(rows, table, influence, args, seconds: float, out_dir: Path) ->
     lines = [
         "# Re-initialization ablation on the built-in parent",
         "",
-        f"Command: `python bench/reinit_ablation.py --steps {args.steps} --seeds "
-        f"{' '.join(map(str, args.seeds))} --limit {args.limit} --lr {args.lr}` "
-        f"({seconds / 60:.1f} min wall on this 2-core CPU, shared with other work).",
+        (f"Command: `python bench/reinit_ablation.py --steps {args.steps} --seeds "
+         f"{' '.join(map(str, args.seeds))} --limit {args.limit} --lr {args.lr}` "
+         f"({seconds / 60:.1f} min wall on this 2-core CPU, shared with other work)."),
         "",
-        f"Every recipe starts from the same importance scores (64 x {SEQ_LEN} calibration "
-        f"tokens) and gets the same KD budget ({args.steps} steps x {BATCH} x {SEQ_LEN} "
-        "tokens, same windows per seed). KD loss = KL(parent || candidate) on 32 held-out "
-        f"windows; skills = lm-eval `plsearch_skills` accuracy (limit {args.limit} per "
-        "task). Mean +- sd over seeds; ratio = recipe / minitron (lower is better for "
-        "KD loss, higher for skills).",
+        (f"Every recipe starts from the same importance scores (64 x {SEQ_LEN} calibration "
+         f"tokens) and gets the same KD budget ({args.steps} steps x {BATCH} x {SEQ_LEN} "
+         "tokens, same windows per seed). KD loss = KL(parent || candidate) on 32 held-out "
+         f"windows; skills = lm-eval `plsearch_skills` accuracy (limit {args.limit} per "
+         "task). Mean +- sd over seeds; ratio = recipe / minitron (lower is better for "
+         "KD loss, higher for skills)."),
         "",
-        "| shape | recipe | params | KD loss step 0 | KD loss final | ratio final | "
-        "skills step 0 | skills final | ratio final |",
+        ("| shape | recipe | params | KD loss step 0 | KD loss final | ratio final | "
+         "skills step 0 | skills final | ratio final |"),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in table:
@@ -165,7 +158,7 @@ def write_report(rows, table, influence, args, seconds: float, out_dir: Path) ->
             f"{e['skills_acc_step0']:.3f} | {e['skills_acc_final']:.3f} +- "
             f"{e['skills_acc_final_sd']:.3f} | {e['skills_acc_final_ratio']:.3f} |")
     lines += ["", "## Parent block influence (1 - cos(x_in, x_out) per layer)", ""]
-    for shape, values in influence.items():
+    for values in influence.values():
         lines.append(f"- {', '.join(f'L{i}: {v:.3f}' for i, v in enumerate(values))}")
         break  # the same parent and calibration data for every shape
     lines += ["", "## Verdict", "", *verdict(table)]

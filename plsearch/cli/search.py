@@ -63,16 +63,18 @@ def register(sub) -> None:
 
 
 def cmd_search(args) -> int:
+    # Optuna's per-trial INFO lines repeat what _print_trial shows; lm-eval's warnings and
+    # progress bars (dozens per trial) bury it. -v brings them all back. tqdm reads
+    # TQDM_DISABLE when it is imported, so it is set before anything imports it.
+    if not args.verbose:
+        os.environ.setdefault("TQDM_DISABLE", "1")
     import optuna
 
     from plsearch.search.run import SearchOptions, run_search
 
-    # Optuna's per-trial INFO lines repeat what _print_trial shows; lm-eval's warnings and
-    # progress bars (dozens per trial) bury it. -v brings them all back.
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     if not args.verbose:
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
-        os.environ.setdefault("TQDM_DISABLE", "1")
 
     opts = SearchOptions(
         budget=args.budget, model=args.model, space=args.space,

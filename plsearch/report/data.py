@@ -359,16 +359,19 @@ def _read_ablation(run_path: Path | None) -> tuple[pd.DataFrame | None, str | No
     return frame, text
 
 
-def ablation_summary(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """Mean and sample sd over seeds per (shape, recipe), with ratios to minitron's mean on
-    the same shape (as bench/reinit_ablation.py's ablation.md reports them).
+ABLATION_METRICS = ("kd_loss_step0", "kd_loss_final", "skills_acc_step0", "skills_acc_final")
 
-    None when the frame lacks bench/reinit_ablation.py's columns.
+
+def ablation_summary(frame: pd.DataFrame,
+                     metrics: tuple[str, ...] = ABLATION_METRICS) -> pd.DataFrame | None:
+    """Mean and sample sd over seeds per (shape, recipe), with ratios to minitron's mean on
+    the same shape: the table of bench/reinit_ablation.py's ablation.md.
+
+    None when the frame lacks that bench's columns (shape, recipe, kd_loss_final).
     """
-    need = {"shape", "recipe", "kd_loss_final"}
-    if not need <= set(frame.columns):
+    if not {"shape", "recipe", "kd_loss_final"} <= set(frame.columns):
         return None
-    metrics = [c for c in ("kd_loss_final", "skills_acc_final") if c in frame.columns]
+    metrics = tuple(m for m in metrics if m in frame.columns)
     rows = []
     for (shape, recipe), group in frame.groupby(["shape", "recipe"], sort=False):
         row: dict[str, Any] = {"shape": shape, "recipe": recipe, "seeds": len(group)}
@@ -381,7 +384,7 @@ def ablation_summary(frame: pd.DataFrame) -> pd.DataFrame | None:
     out = pd.DataFrame(rows)
     for metric in metrics:
         base = out[out["recipe"] == "minitron"].set_index("shape")[metric]
-        out[f"{metric}_ratio"] = [value / base[shape] if base.get(shape) else None
+        out[f"{metric}_ratio"] = [value / base.get(shape) if base.get(shape) else None
                                   for shape, value in zip(out["shape"], out[metric])]
     return out
 
