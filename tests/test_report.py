@@ -373,3 +373,32 @@ def test_ablation_summary_reproduces_the_shipped_ablation_table(tmp_path):
     table = page.split("id='ablation'")[1].split("</table>")[0]
     assert "0.178 +- 0.014" in table and "0.869" in table
     assert "Command: `python bench/reinit_ablation.py" in page
+
+
+def test_measurements_surplus_and_dead_worker_trials(tmp_path):
+    """Measured tokens/s kept in the study's attributes (how verification stores them), a
+    surplus trial and a dead worker's trial with its retry, as the trials table shows them."""
+    from optuna.trial import TrialState, create_trial
+
+    from plsearch.search.study import record_measurement
+
+    study = optuna.create_study(study_name="w", storage=f"sqlite:///{tmp_path / 'w.db'}",
+                                directions=["maximize", "maximize"])
+    attrs = {"arch": PARENT.to_dict(), "rung": 1, "rungs_total": 2, "feasible": True,
+             "recipe": "pangu", "predicted_tokens_per_s": 900.0, "accuracy": 0.5}
+    study.add_trial(create_trial(state=TrialState.COMPLETE, values=[0.5, 900.0],
+                                 user_attrs=attrs))
+    record_measurement(study, 0, 1000.0)
+    study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs={
+        "arch": PARENT.to_dict(), "feasible": True, "surplus": True}))
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"feasible": True}))
+    study.add_trial(create_trial(state=TrialState.COMPLETE, values=[0.4, 950.0],
+                                 user_attrs={**attrs, "accuracy": 0.4,
+                                             "predicted_tokens_per_s": 950.0},
+                                 system_attrs={"failed_trial": 2, "retry_history": [2]}))
+    table = load_report_data(storage_url=f"sqlite:///{tmp_path / 'w.db'}").trials
+    rows = table.set_index("number")
+    assert rows.loc[0, "measured_tokens_per_s"] == 1000.0
+    assert rows.loc[1, "fail_reason"].startswith("not built")
+    assert rows.loc[2, "fail_reason"] == "worker died; its arch was retried by trial 3"
+    assert not rows.loc[3, "fail_reason"]

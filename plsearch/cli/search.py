@@ -7,6 +7,10 @@ import os
 import shlex
 from pathlib import Path
 
+# plsearch.search.study.SAMPLERS, spelled out: importing it would import optuna (and tqdm)
+# whenever the CLI starts.
+SAMPLER_CHOICES = ("tpe", "nsga2", "gp", "random")
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -36,8 +40,8 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="run folder (default: reports/<study>)")
     p.add_argument("--artifacts", metavar="DIR", help="where candidates are saved; a shared "
                    "folder when workers run on several machines (default: <out>/candidates)")
-    p.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe",
-                   help="Optuna sampler (default tpe, constraint-aware)")
+    p.add_argument("--sampler", choices=SAMPLER_CHOICES, default="tpe",
+                   help="Optuna sampler (default tpe; all but random see the budget)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not measure the Pareto-front candidates at the end")

@@ -241,6 +241,8 @@ def _trial_row(trial, study_attrs: dict[str, Any], dead: dict[int, int]) -> dict
         "candidate_dir": as_text(a.get("candidate_dir")), "arch_label": arch_label(arch),
         "datetime_start": trial.datetime_start, "datetime_complete": trial.datetime_complete,
     }
+    if a.get("surplus"):
+        row["fail_reason"] = "not built: other workers had built enough candidates"
     if state == "FAIL" and not row["fail_reason"]:
         row["fail_reason"] = (f"worker died; its arch was retried by trial {dead[trial.number]}"
                               if trial.number in dead

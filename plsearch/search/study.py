@@ -7,9 +7,11 @@
   sends a heartbeat; a trial whose worker stops beating for ``GRACE_PERIOD`` seconds is
   failed by Optuna when another worker starts a trial, and ``requeue_trial`` queues its
   arch again. Workers may start on different machines with the same command.
-- Samplers: tpe (default, multivariate, constraint-aware), nsga2 or random, each seeded;
-  the budget reaches TPE and NSGA-II through ``constraints_func`` (the trial's
-  ``constraint`` user attribute, <= 0 when feasible), so they learn where fast shapes are.
+- Samplers: tpe (default, multivariate, constraint-aware), nsga2, gp (Gaussian process:
+  fewer trials to a good front when each candidate costs hours, more seconds per
+  proposal) or random, each seeded; the budget reaches TPE, NSGA-II and GP through
+  ``constraints_func`` (the trial's ``constraint`` user attribute, <= 0 when feasible),
+  so they learn where fast shapes are.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("maximize", "maximize")
 METRIC_NAMES = ("accuracy", "tokens_per_s")
-SAMPLERS = ("tpe", "nsga2", "random")
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
 HEARTBEAT_INTERVAL = 30  # seconds between a running trial's heartbeats (shared storages)
 GRACE_PERIOD = 120  # seconds without a heartbeat before a trial counts as dead
 LOCK_FILE = ".plsearch.lock"
@@ -173,6 +175,10 @@ def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSam
             population = max(4, min(50, n_trials // 3))
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=population,
                                                  constraints_func=constraints)
+        if name == "gp":
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup,
+                                             constraints_func=constraints,
+                                             warn_independent_sampling=False)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
     raise ConfigError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")

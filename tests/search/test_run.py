@@ -148,10 +148,17 @@ def test_unreachable_budget_fails_before_any_trial(tiny_dir, tmp_path):
     assert not (tmp_path / "run" / "study.db").exists()
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "random"])
+def test_cli_offers_every_sampler():
+    from plsearch.cli.search import SAMPLER_CHOICES
+    from plsearch.search.study import SAMPLERS
+
+    assert SAMPLER_CHOICES == SAMPLERS
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "gp", "random"])
 def test_other_samplers(tiny_dir, tmp_path, sampler):
-    out = tmp_path / "run"
-    summary = run_search(_opts(tiny_dir, out, trials=3, sampler=sampler), latency=FakeLatency(),
+    out = tmp_path / "run"  # 6 > the 4 random startup trials: the models propose too
+    summary = run_search(_opts(tiny_dir, out, trials=6, sampler=sampler), latency=FakeLatency(),
                          pipeline_factory=fake_pipeline)
-    assert summary.built == 3
+    assert summary.built == 6
     assert _load(out).user_attrs["sampler"] == sampler
