@@ -2,13 +2,16 @@
 
 Side by side in one run: the same search (space, budget, number of candidates, each
 fully evaluated: the bench space promotes every candidate to the last rung) with the
-default sampler (TPE, constraint-aware) and with random sampling, over the same seeds. For each run, the Pareto hypervolume of the fully evaluated
-candidates in (accuracy objective, predicted tokens/s), both maximized, relative to the
-reference point (accuracy 0, the budget's tokens/s): the area the front dominates inside
-the feasible region. Prints every run, the mean per sampler and the ratio default/random.
+default sampler (TPE, constraint-aware) and with random sampling, over the same seeds
+(--samplers adds others, e.g. gp). For each run, the Pareto hypervolume of the fully
+evaluated candidates in (accuracy objective, predicted tokens/s), both maximized,
+relative to the reference point (accuracy 0, the budget's tokens/s): the area the front
+dominates inside the feasible region. Prints every run, the mean per sampler and the
+ratio of each sampler to random.
 
     .venv/bin/python bench/search_efficiency.py                     # real pipeline, built-in parent
     .venv/bin/python bench/search_efficiency.py --seeds 0 1 2 3 --trials 10
+    .venv/bin/python bench/search_efficiency.py --samplers tpe gp random
     .venv/bin/python bench/search_efficiency.py --surrogate         # fast, NOT the real pipeline
 
 By default every trial is real (prune, KD, lm-eval on the built-in parent), with the
@@ -76,12 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--space", type=Path, default=SPACE)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--latency-db", help="latency table (default: this machine's in latency_db/)")
+    p.add_argument("--samplers", nargs="+", default=["tpe", "random"],
+                   help="samplers to compare; the first is the default's, random is the "
+                        "baseline every ratio is taken against (default: tpe random)")
     p.add_argument("--surrogate", action="store_true",
                    help="fake objective instead of the real pipeline (labeled SURROGATE)")
     p.add_argument("--workdir", type=Path, help="keep the run folders here")
     args = p.parse_args(argv)
     if len(args.seeds) < 3:
         p.error("use at least 3 seeds")
+    if "random" not in args.samplers:
+        p.error("--samplers must include random (the baseline)")
 
     import optuna
 
@@ -91,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
     label = "SURROGATE objective (fake pipeline, not real models)" if args.surrogate else \
         "real pipeline (prune + KD + lm-eval on the built-in parent)"
-    print(f"search efficiency: default sampler (tpe) vs random, {args.trials} candidates per "
+    others = [name for name in args.samplers if name != "random"]
+    print(f"search efficiency: {', '.join(others)} vs random, {args.trials} candidates per "
           f"run, seeds {args.seeds}, budget {args.budget}; {label}", flush=True)
     if args.surrogate:
         factory, latency = fake_pipeline, FakeLatency()
@@ -101,25 +110,26 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="plsearch-bench-"))
     rows = []
     for seed in args.seeds:
-        for sampler in ("tpe", "random"):  # alternate, so machine drift hits both alike
+        for sampler in args.samplers:  # interleaved, so machine drift hits all alike
             row = run_one(sampler, seed, args, workdir, factory, latency)
             rows.append(row)
             print(f"  {sampler:6s} seed {seed}: hypervolume {row['hypervolume']:10.3f}  "
                   f"full evaluations {row['full_evaluations']:2d}  built {row['built']:2d}  "
                   f"proposed {row['proposed']:2d}  front {row['front']}  best accuracy "
                   f"{row['best_accuracy']:.3f}  ({row['seconds']:.0f} s)", flush=True)
-    means = {s: statistics.mean(r["hypervolume"] for r in rows if r["sampler"] == s)
-             for s in ("tpe", "random")}
-    spread = {s: statistics.pstdev(r["hypervolume"] for r in rows if r["sampler"] == s)
-              for s in ("tpe", "random")}
-    wins = sum(a["hypervolume"] > b["hypervolume"] for a, b in
-               zip([r for r in rows if r["sampler"] == "tpe"],
-                   [r for r in rows if r["sampler"] == "random"]))
-    print(f"mean hypervolume: tpe {means['tpe']:.3f} (sd {spread['tpe']:.3f}), random "
-          f"{means['random']:.3f} (sd {spread['random']:.3f})")
-    ratio = means["tpe"] / means["random"] if means["random"] else float("inf")
-    print(f"ratio default/random: {ratio:.3f}  (tpe better on {wins} of {len(args.seeds)} "
-          f"seeds){'  [SURROGATE]' if args.surrogate else ''}")
+
+    def volumes(name: str) -> list[float]:
+        return [r["hypervolume"] for r in rows if r["sampler"] == name]
+
+    for name in args.samplers:
+        print(f"mean hypervolume {name}: {statistics.mean(volumes(name)):.3f} "
+              f"(sd {statistics.pstdev(volumes(name)):.3f})")
+    base = statistics.mean(volumes("random"))
+    for name in others:
+        ratio = statistics.mean(volumes(name)) / base if base else float("inf")
+        wins = sum(a > b for a, b in zip(volumes(name), volumes("random")))
+        print(f"ratio {name}/random: {ratio:.3f}  ({name} better on {wins} of "
+              f"{len(args.seeds)} seeds){'  [SURROGATE]' if args.surrogate else ''}")
     print(f"run folders: {workdir}")
     return 0
 
