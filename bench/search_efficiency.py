@@ -24,6 +24,7 @@ labeled SURROGATE in the output.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("use at least 3 seeds")
     if "random" not in args.samplers:
         p.error("--samplers must include random (the baseline)")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # read when tqdm is imported: before optuna
 
     import optuna
 

@@ -8,14 +8,20 @@ Study: directions [maximize, maximize] = [accuracy objective, predicted tokens/s
 budget is a constraint (constraints_func reads the ``constraint`` user attribute,
 budget - predicted tokens/s, <= 0 when feasible).
 
-Trial user attributes: arch, params, predicted_tokens_per_s, measured_tokens_per_s
-(verified Pareto candidates), recipe, rung (highest rung reached, 0-based; -1 = not built),
+Trial user attributes: arch, params, predicted_tokens_per_s, recipe, rung (highest rung reached, 0-based; -1 = not built),
 rungs_total, rung_scores (objective value at each rung), kd_steps, kd_tokens, kd_curve
 ([step, tokens, kd_loss, ce_loss, lr] rows), scores ({task: {metric: value}}), accuracy
 (weighted task score), perplexity, seconds ({build, kd, eval, total}), fail_reason (FAIL
 trials), feasible, constraint, candidate_dir (top-rung candidates), duplicate_of (the
 sampler re-proposed an arch already evaluated: its attributes and values are copied from
-that trial, nothing is rebuilt, and it does not count as a built candidate).
+that trial, nothing is rebuilt, and it does not count as a built candidate), surplus
+(PRUNED unbuilt: earlier trials of other workers already built --trials candidates).
+
+Study user attributes (besides the run facts): ``measured_tokens_per_s/<trial number>``
+for every verified Pareto candidate (a finished trial's own attributes are frozen; read
+them with ``study.measured_tokens_per_s``), parent_measured_tokens_per_s, verification,
+pareto_front. A FAIL trial whose worker died is named in the ``retry_history`` system
+attribute of the trial that retried its arch (``study.dead_trials``).
 
 The first objective value is accuracy - perplexity_weight * ln(perplexity) (a tie-break),
 measured at the highest rung the trial reached; use rung == rungs_total - 1 for the fully

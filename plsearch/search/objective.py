@@ -155,6 +155,7 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
     built: it records ``surplus`` and is pruned.
     """
     import optuna
+
     rungs = space.ladder.rungs
     last = len(rungs) - 1
     weight = space.objective.perplexity_weight

@@ -33,6 +33,7 @@ __all__ = [
     "DIRECTIONS",
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
+    "MEASURED_PREFIX",
     "METRIC_NAMES",
     "SAMPLERS",
     "constraints",
