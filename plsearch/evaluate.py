@@ -13,6 +13,7 @@ so standard tasks such as hellaswag pass through when their data is available of
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import logging
@@ -60,8 +61,9 @@ def evaluate(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, limit: int 
     was_training = model.training
     model.eval()
     try:
-        output = _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size,
-                              progress)
+        with _quiet_logger("lm_eval", enabled=not progress):
+            output = _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size,
+                                  progress)
     except OSError as exc:  # ConnectionError, FileNotFoundError: a dataset not cached
         if all(name in local for name in tasks):
             raise
@@ -72,6 +74,20 @@ def evaluate(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, limit: int 
     finally:
         model.train(was_training)
     return _flatten(output)
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str, enabled: bool):
+    """Only errors from logger ``name`` inside the block (lm-eval warns once per call about
+    the in-memory model, which a search makes hundreds of)."""
+    log = logging.getLogger(name)
+    saved = log.level
+    if enabled:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(saved)
 
 
 def _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size, progress) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 # plsearch.search.study.SAMPLERS, spelled out: importing it would import optuna (and tqdm)
 # whenever the CLI starts.
-SAMPLER_CHOICES = ("tpe", "nsga2", "gp", "random")
+SAMPLER_CHOICES = ("gp", "tpe", "nsga2", "random")
 
 
 def register(sub) -> None:
@@ -40,8 +40,8 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="run folder (default: reports/<study>)")
     p.add_argument("--artifacts", metavar="DIR", help="where candidates are saved; a shared "
                    "folder when workers run on several machines (default: <out>/candidates)")
-    p.add_argument("--sampler", choices=SAMPLER_CHOICES, default="tpe",
-                   help="Optuna sampler (default tpe; all but random see the budget)")
+    p.add_argument("--sampler", choices=SAMPLER_CHOICES, default="gp",
+                   help="Optuna sampler (default gp; all but random see the budget)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not measure the Pareto-front candidates at the end")

@@ -65,7 +65,7 @@ class SearchOptions:
     study: str | None = None  # None: <space name>-<budget>
     out: str | None = None  # None: reports/<study>
     artifacts: str | None = None  # None: <out>/candidates
-    sampler: str = "tpe"
+    sampler: str = "gp"
     seed: int = 0
     verify: bool = True
     command: str = ""

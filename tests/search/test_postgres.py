@@ -97,8 +97,11 @@ def _logged(log: Path) -> list[dict]:
 
 
 def _structure(study: optuna.Study) -> dict:
-    """What must not depend on the storage: attributes, states, params, directions."""
-    trials = study.get_trials()
+    """What must not depend on the storage: attributes, states, params, directions.
+
+    A surplus trial (a worker lost the race for the last candidate: PRUNED unbuilt) can
+    only happen with several workers, so it is left out."""
+    trials = [t for t in study.get_trials() if not t.user_attrs.get("surplus")]
     built = [t for t in trials if t.user_attrs.get("feasible")]
     return {
         "directions": study.directions,

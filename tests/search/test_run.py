@@ -155,7 +155,7 @@ def test_cli_offers_every_sampler():
     assert SAMPLER_CHOICES == SAMPLERS
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "gp", "random"])
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
 def test_other_samplers(tiny_dir, tmp_path, sampler):
     out = tmp_path / "run"  # 6 > the 4 random startup trials: the models propose too
     summary = run_search(_opts(tiny_dir, out, trials=6, sampler=sampler), latency=FakeLatency(),
