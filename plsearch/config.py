@@ -27,6 +27,7 @@ __all__ = [
     "load_dataclass",
     "load_device_profile",
     "read_yaml",
+    "shipped_yaml",
 ]
 
 DeviceKind = Literal["cpu", "cuda", "npu"]
@@ -77,19 +78,23 @@ def configs_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "configs"
 
 
-def device_profile_path(name_or_path: str | Path) -> Path:
-    """A YAML path as given, or a shipped profile name (``cpu``, ``h200``, ...)."""
+def shipped_yaml(name_or_path: str | Path, folder: str, what: str, noun: str) -> Path:
+    """A YAML path as given, or configs/<folder>/<name>.yaml; ConfigError listing the
+    shipped names when it is neither (``what``/``noun`` word the message)."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
-    shipped = configs_dir() / "devices" / f"{name_or_path}.yaml"
+    shipped = configs_dir() / folder / f"{name_or_path}.yaml"
     if shipped.exists():
         return shipped
-    names = sorted(p.stem for p in (configs_dir() / "devices").glob("*.yaml"))
-    raise ConfigError(
-        f"device profile {str(name_or_path)!r} is neither a YAML file nor a shipped profile; "
-        f"pass a path or one of: {', '.join(names) or '(none found)'}"
-    )
+    names = sorted(p.stem for p in (configs_dir() / folder).glob("*.yaml"))
+    raise ConfigError(f"{what} {str(name_or_path)!r} is neither a YAML file nor a shipped "
+                      f"{noun}; pass a path or one of: {', '.join(names) or '(none found)'}")
+
+
+def device_profile_path(name_or_path: str | Path) -> Path:
+    """A YAML path as given, or a shipped profile name (``cpu``, ``h200``, ...)."""
+    return shipped_yaml(name_or_path, "devices", "device profile", "profile")
 
 
 def read_yaml(path: str | Path) -> Any:

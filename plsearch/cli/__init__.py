@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from plsearch import __version__
@@ -43,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose output the progress bars of lm-eval and transformers (dozens per trial)
+# would bury; -v brings them back.
+QUIET_COMMANDS = ("search",)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _quiet_progress_bars(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -59,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("plsearch: interrupted", file=sys.stderr)
         return 130
+
+
+def _quiet_progress_bars(argv: list[str]) -> None:
+    """TQDM_DISABLE for QUIET_COMMANDS: tqdm reads it once, when it is imported, and
+    build_parser's command modules import torch, which imports tqdm; so it is set here."""
+    words = [a for a in argv if not a.startswith("-")]
+    if words[:1] and words[0] in QUIET_COMMANDS and not {"-v", "--verbose"} & set(argv):
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 from pathlib import Path
 
@@ -68,10 +67,8 @@ def register(sub) -> None:
 
 def cmd_search(args) -> int:
     # Optuna's per-trial INFO lines repeat what _print_trial shows; lm-eval's warnings and
-    # progress bars (dozens per trial) bury it. -v brings them all back. tqdm reads
-    # TQDM_DISABLE when it is imported, so it is set before anything imports it.
-    if not args.verbose:
-        os.environ.setdefault("TQDM_DISABLE", "1")
+    # progress bars (dozens per trial, turned off in plsearch.cli.main) bury it. -v brings
+    # them all back.
     import optuna
 
     from plsearch.search.run import SearchOptions, run_search

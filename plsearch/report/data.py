@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from plsearch.errors import ConfigError
+from plsearch.search.study import dead_trials, load_existing_study, measured_tokens_per_s
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +94,8 @@ def load_report_data(storage_url: str | None = None, study_name: str | None = No
         if not db.is_file():  # optuna would create an empty database
             raise ConfigError(f"SQLite file {db} does not exist; check the --storage URL")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        names = optuna.get_all_study_names(storage=storage_url)
-    except Exception as exc:  # noqa: BLE001  bad URL, server down, missing driver: one line
-        raise ConfigError(f"cannot open storage {_hide_password(storage_url)}: "
-                          f"{type(exc).__name__}: {exc}") from None
-    if study_name is None:
-        if len(names) != 1:
-            raise ConfigError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'})"
-                              "; pass --study NAME")
-        study_name = names[0]
-    elif study_name not in names:
-        raise ConfigError(f"no study {study_name!r} in the storage; it holds: "
-                          f"{', '.join(names) or 'none'}")
-    from plsearch.search.study import driver_url  # bare postgresql:// -> installed driver
-
-    study = optuna.load_study(study_name=study_name, storage=driver_url(storage_url))
+    study = load_existing_study(storage_url, study_name)
+    study_name = study.study_name
     attrs = dict(study.user_attrs)
     if run_path is None and attrs.get("run_dir") and Path(attrs["run_dir"]).is_dir():
         run_path = Path(attrs["run_dir"])
@@ -128,8 +115,6 @@ def build_report_data(trials: list, study_attrs: dict[str, Any], *, study_name: 
     """The data step proper, on a list of optuna FrozenTrials and the study's user_attrs."""
     budget = study_attrs.get("budget") or {}
     budget_tps = as_number(budget.get("tokens_per_s")) if isinstance(budget, dict) else None
-    from plsearch.search.study import dead_trials
-
     dead = dead_trials(trials)
     table = pd.DataFrame([_trial_row(t, study_attrs, dead) for t in trials],
                          columns=_TRIAL_COLUMNS)
@@ -213,8 +198,6 @@ _TRIAL_COLUMNS = (
 
 
 def _trial_row(trial, study_attrs: dict[str, Any], dead: dict[int, int]) -> dict[str, Any]:
-    from plsearch.search.study import measured_tokens_per_s
-
     a = trial.user_attrs
     state = trial.state.name
     values = list(trial.values or []) if state == "COMPLETE" else []

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from plsearch.arch import ArchConfig, align
-from plsearch.config import Alignment, _convert, configs_dir, read_yaml
+from plsearch.config import Alignment, _convert, configs_dir, read_yaml, shipped_yaml
 from plsearch.errors import ConfigError
 
 __all__ = [
@@ -273,15 +273,7 @@ def space_path(name_or_path: str | Path | None) -> Path:
     """A YAML path as given, or a shipped space name (``default``, ``qwen3-8b``)."""
     if name_or_path is None:
         return configs_dir() / "search" / "default.yaml"
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    shipped = configs_dir() / "search" / f"{name_or_path}.yaml"
-    if shipped.exists():
-        return shipped
-    names = sorted(p.stem for p in (configs_dir() / "search").glob("*.yaml"))
-    raise ConfigError(f"search space {str(name_or_path)!r} is neither a YAML file nor a "
-                      f"shipped space; pass a path or one of: {', '.join(names)}")
+    return shipped_yaml(name_or_path, "search", "search space", "space")
 
 
 def load_space(path: str | Path | None = None) -> SearchSpace:

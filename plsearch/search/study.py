@@ -214,8 +214,8 @@ def load_existing_study(url: str, name: str | None) -> optuna.Study:
                               "name one with --study")
         name = names[0]
     elif name not in names:
-        raise ConfigError(f"no study {name!r} in {_redact(url)} (studies: "
-                          f"{', '.join(names) or 'none'}); check --study and --storage")
+        raise ConfigError(f"no study {name!r} in {_redact(url)}; it holds: "
+                          f"{', '.join(names) or 'none'}; check --study and --storage")
     return optuna.load_study(study_name=name, storage=storage)
 
 
