@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     timeout = max(60, DEMO_SECONDS - RESERVED_AFTER_TRIALS - elapsed - 60)  # 60: loading
     code = cli(["search", "--budget", args.budget, "--space", space, "--device-profile",
                 PROFILE, "--trials", str(args.trials), "--timeout", f"{timeout:.0f}",
-                "--out", str(out), "--study", "demo", "--seed", str(args.seed)])
+                "--run", str(out), "--study", "demo", "--seed", str(args.seed)])
     if code:
         return code
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     best = out / "best"
     if best.exists():
         shutil.rmtree(best)
-    code = cli(["export", "--out-dir", str(out), "--best-for", args.budget, "--out", str(best)])
+    code = cli(["export", "--run", str(out), "--best-for", args.budget, "--out", str(best)])
     if code:
         return code
 

@@ -13,7 +13,7 @@ def register(sub) -> None:
     b.add_argument("--work", default=".plsearch_cache/parent-build",
                    help="work folder; rerunning with the same folder resumes training")
     b.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="data, initialisation and order")
     b.add_argument("--threads", type=int, default=0,
                    help="torch threads (0 = torch's default)")
     b.add_argument("--install", action="store_true",

@@ -122,7 +122,7 @@ def find_table(profile_name: str, device_name: str, folder: Path | None = None) 
     listed = ", ".join(str(c) for c in candidates) or "none"
     raise LatencyTableError(
         f"no latency table for this device at {own} (tables for profile {profile_name}: "
-        f"{listed}); run `plsearch profile-npu` or pass --db"
+        f"{listed}); run `plsearch profile-npu` or pass --latency-db"
     )
 
 
@@ -132,7 +132,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise LatencyTableError(
             f"latency table {path} does not exist; create it with `plsearch profile-npu` "
-            "or pass --db with an existing table"
+            "or pass --latency-db with an existing table"
         )
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)

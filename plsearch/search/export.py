@@ -31,16 +31,16 @@ def open_for_export(out_dir: str | Path | None = None, storage: str | None = Non
                     study: str | None = None) -> optuna.Study:
     """The study of a run folder (its study.db) or of a storage URL."""
     if out_dir and storage:
-        raise ConfigError("give either --out-dir DIR or --storage URL, not both")
+        raise ConfigError("give either --run DIR or --storage URL, not both")
     if out_dir:
         db = Path(out_dir) / "study.db"
         if not db.exists():
             raise ConfigError(f"{out_dir} holds no study.db; pass the run folder of a search "
-                              "(its --out) or --storage URL --study NAME")
+                              "(its --run) or --storage URL --study NAME")
         return load_existing_study(storage_url(None, Path(out_dir)), study)
     if storage:
         return load_existing_study(storage_url(storage, Path(".")), study)
-    raise ConfigError("name the search: --out-dir DIR (its run folder) or --storage URL "
+    raise ConfigError("name the search: --run DIR (its run folder) or --storage URL "
                       "[--study NAME]")
 
 

@@ -60,7 +60,7 @@ def test_predict_from_a_saved_predictor_and_a_model_folder(db, tmp_path, capsys)
     from plsearch.families.testing import tiny_model
 
     tiny_model("glm4").save_pretrained(tmp_path / "m")
-    assert main(["latency", "fit", "--db", str(db), "--out", str(tmp_path / "p.json"),
+    assert main(["latency", "fit", "--latency-db", str(db), "--out", str(tmp_path / "p.json"),
                  "--json"]) == 0
     capsys.readouterr()
     assert main(["latency", "predict", "--predictor", str(tmp_path / "p.json"),
@@ -119,7 +119,7 @@ def test_profile_quick_on_a_tiny_model_then_fit(tmp_path, capsys):
                        "workload: {batch_size: 1, prompt_len: 16, generated_len: 4}\n")
     out = tmp_path / "t.csv"
     assert main(["profile-npu", "--device", "cpu", "--device-profile", str(profile),
-                 "--model", str(tmp_path / "m"), "--quick", "--out", str(out)]) == 0
+                 "--model", str(tmp_path / "m"), "--quick", "--latency-db", str(out)]) == 0
     assert main(["latency", "fit", "--db", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["validation_models"] >= 1

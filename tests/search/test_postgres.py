@@ -77,7 +77,7 @@ def _worker(tiny_dir, out: Path, study: str, storage: str | None, log: Path, tri
             *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "plsearch.search.testing", "--model", str(tiny_dir["model"]),
            "--space", str(tiny_dir["space"]), "--device-profile", str(tiny_dir["profile"]),
-           "--study", study, "--out", str(out), "--trials", str(trials), "--log", str(log),
+           "--study", study, "--run", str(out), "--trials", str(trials), "--log", str(log),
            *extra]
     if storage:
         cmd += ["--storage", storage]
@@ -143,7 +143,7 @@ def test_two_workers_share_one_study(postgres_url, tiny_dir, tmp_path):
     sqlite_out = tmp_path / "sqlite"
     testing.main(["--model", str(tiny_dir["model"]), "--space", str(tiny_dir["space"]),
                   "--device-profile", str(tiny_dir["profile"]), "--study", "pg-two",
-                  "--out", str(sqlite_out), "--trials", "8"])
+                  "--run", str(sqlite_out), "--trials", "8"])
     local = optuna.load_study(study_name="pg-two", storage=f"sqlite:///{sqlite_out}/study.db")
     assert _structure(local) == _structure(study)
 
