@@ -156,7 +156,7 @@ def _validated(table: pd.DataFrame, where: str) -> pd.DataFrame:
         raise LatencyTableError(
             f"{where} is not a plsearch latency table ({'; '.join(what)}); "
             "see latency_db/README.md for the schema, or write a new table with "
-            "`plsearch profile-npu --out NEW.csv`"
+            "`plsearch profile-npu --latency-db NEW.csv`"
         )
     if table.empty:
         raise LatencyTableError(f"{where} has a header but no rows; run `plsearch profile-npu`")
