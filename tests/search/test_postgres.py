@@ -28,9 +28,11 @@ from plsearch.search.run import built_count
 from plsearch.search.study import dead_trials, driver_url
 
 BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-pytestmark = pytest.mark.skipif(
-    not BIN, reason="PostgreSQL server binaries are absent (apt-get install postgresql)")
-pytest.importorskip("psycopg2", reason="psycopg2 is absent (pip install plsearch[postgres])")
+pytestmark = [
+    pytest.mark.ci_required,
+    pytest.mark.skipif(not BIN, reason="PostgreSQL server binaries are absent (apt-get "
+                       "install postgresql; .ci/run installs it)"),
+]
 
 
 def _as_server_user(cmd: list[str]) -> list[str]:
@@ -47,6 +49,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def postgres_url():
+    pytest.importorskip("psycopg2", reason="psycopg2 is absent (pip install plsearch[postgres])")
     bindir = Path(BIN[-1]).parent
     root = Path(tempfile.mkdtemp(prefix="plsearch-pg-"))
     data, sockets = root / "data", root / "run"
@@ -77,7 +80,7 @@ def _worker(tiny_dir, out: Path, study: str, storage: str | None, log: Path, tri
             *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "plsearch.search.testing", "--model", str(tiny_dir["model"]),
            "--space", str(tiny_dir["space"]), "--device-profile", str(tiny_dir["profile"]),
-           "--study", study, "--run", str(out), "--trials", str(trials), "--log", str(log),
+           "--study", study, "--out", str(out), "--trials", str(trials), "--log", str(log),
            *extra]
     if storage:
         cmd += ["--storage", storage]
@@ -143,7 +146,7 @@ def test_two_workers_share_one_study(postgres_url, tiny_dir, tmp_path):
     sqlite_out = tmp_path / "sqlite"
     testing.main(["--model", str(tiny_dir["model"]), "--space", str(tiny_dir["space"]),
                   "--device-profile", str(tiny_dir["profile"]), "--study", "pg-two",
-                  "--run", str(sqlite_out), "--trials", "8"])
+                  "--out", str(sqlite_out), "--trials", "8"])
     local = optuna.load_study(study_name="pg-two", storage=f"sqlite:///{sqlite_out}/study.db")
     assert _structure(local) == _structure(study)
 
