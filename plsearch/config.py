@@ -11,6 +11,7 @@ out-of-range values of a whole file become one ConfigError listing them all.
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,14 @@ __all__ = [
     "DeviceProfile",
     "Workload",
     "configs_dir",
+    "data_dir",
     "device_profile_path",
+    "latency_db_dirs",
     "load_dataclass",
     "load_device_profile",
     "read_yaml",
     "shipped_yaml",
+    "user_latency_dir",
 ]
 
 DeviceKind = Literal["cpu", "cuda", "npu"]
@@ -73,9 +77,38 @@ class DeviceProfile:
         return dataclasses.asdict(self.alignment)
 
 
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def data_dir(name: str) -> Path:
+    """A data folder shipped with plsearch (``configs``, ``latency_db``): plsearch/<name>
+    in an installed wheel (pyproject.toml maps it in as package data), else the source
+    checkout's top-level <name>/."""
+    installed = _PACKAGE / name
+    return installed if installed.is_dir() else _PACKAGE.parent / name
+
+
 def configs_dir() -> Path:
-    """The repository's configs/ folder (next to the plsearch package)."""
-    return Path(__file__).resolve().parent.parent / "configs"
+    """The shipped configs/ folder (spaces, device profiles); see ``data_dir``."""
+    return data_dir("configs")
+
+
+def user_latency_dir() -> Path:
+    """Where `plsearch profile-npu` writes the tables it measures: the checkout's
+    latency_db/ when plsearch runs from a source tree, else
+    $XDG_DATA_HOME/plsearch/latency_db (~/.local/share/plsearch/latency_db)."""
+    checkout = _PACKAGE.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "latency_db").is_dir():
+        return checkout / "latency_db"
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "plsearch" / "latency_db"
+
+
+def latency_db_dirs() -> list[Path]:
+    """Folders searched for a device's table, in order: the user's, then the shipped."""
+    folders = [user_latency_dir(), data_dir("latency_db")]
+    return [f for i, f in enumerate(folders) if f.resolve() not in
+            [g.resolve() for g in folders[:i]]]
 
 
 def shipped_yaml(name_or_path: str | Path, folder: str, what: str, noun: str) -> Path:

@@ -1,4 +1,4 @@
-"""Recovery by online knowledge distillation (METHOD.md section 5).
+"""Recovery by online knowledge distillation (docs/method.md section 5).
 
 The student (a pruned candidate) learns the teacher's (its parent's) next-token
 distributions on the same batch: loss = tau^2 * KL(p_teacher || p_student) at temperature

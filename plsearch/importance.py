@@ -1,6 +1,6 @@
 """Activation importance of a parent model: one calibration pass, float32, cached on disk.
 
-    imp = compute_importance(model, batches, key=ImportanceKey(...))   # METHOD.md sec. 1
+    imp = compute_importance(model, batches, key=ImportanceKey(...))   # docs/method.md sec. 1
     imp.channel          # (d,)      S_ch: sum over hidden-size norms of mean |norm output|
     imp.head             # (L, n_q)  S_head: mean L2 norm of each head's output (o_proj input)
     imp.kv_group         # (L, n_kv) S_kv: sum of S_head over the heads sharing a KV group
@@ -62,7 +62,7 @@ class ImportanceKey:
 
 @dataclass(frozen=True)
 class Importance:
-    """Importance scores of one parent (METHOD.md section 1); larger = more important."""
+    """Importance scores of one parent (docs/method.md section 1); larger = more important."""
 
     channel: torch.Tensor  # (d,) float32
     head: torch.Tensor  # (L, n_q)
@@ -161,7 +161,7 @@ def compute_importance(
     batch_size: int = 8,
     progress: bool = False,
 ) -> Importance:
-    """Importance of ``model`` over calibration token batches (METHOD.md section 1).
+    """Importance of ``model`` over calibration token batches (docs/method.md section 1).
 
     ``batches``: a LongTensor (N, T), split into micro-batches of ``batch_size`` rows; or an
     iterable of (B, T) LongTensors; or a callable returning either (called only on a cache

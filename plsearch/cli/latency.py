@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
+from plsearch.cli.common import add_json_arg, deprecated_alias
 from plsearch.errors import ConfigError
 
 # The shipped profile used when --device-profile is left out, per backend.
@@ -29,8 +32,12 @@ def register(sub) -> None:
                    "(lists of values or {min, max, step}; see latency_db/README.md)")
     p.add_argument("--quick", action="store_true",
                    help="a smaller grid, a few minutes on a CPU")
-    p.add_argument("--out", help="table to append to (default latency_db/<device-tag>.csv)")
+    p.add_argument("--latency-db", dest="out", metavar="CSV",
+                   help="table to append to (default: <device-tag>.csv in the checkout's "
+                   "latency_db/, or ~/.local/share/plsearch/latency_db when installed)")
+    deprecated_alias(p, "--out", "--latency-db", dest="out", metavar="CSV")
     p.add_argument("--seed", type=int, default=0, help="order and random weights (default 0)")
+    add_json_arg(p)
     p.set_defaults(func=cmd_profile)
 
     lat = sub.add_parser("latency", help="fit the latency predictor and predict tokens/s")
@@ -38,7 +45,7 @@ def register(sub) -> None:
     f = lsub.add_parser("fit", help="fit the predictor; report its error on whole models")
     _db_args(f)
     f.add_argument("--out", help="predictor JSON (default: next to the table)")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=0, help="the predictor's fitting seed")
     f.add_argument("--json", action="store_true", help="print one JSON object")
     f.set_defaults(func=cmd_fit)
 
@@ -49,7 +56,7 @@ def register(sub) -> None:
     which = pr.add_mutually_exclusive_group()
     which.add_argument("--arch", help="arch JSON (HF field names, see ArchConfig)")
     which.add_argument("--model", help="HF model folder (default: the built-in parent)")
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--seed", type=int, default=0, help="the predictor's fitting seed")
     pr.add_argument("--json", action="store_true", help="print one JSON object")
     pr.set_defaults(func=cmd_predict)
 
@@ -61,8 +68,9 @@ def _profile_arg(p) -> None:
 
 
 def _db_args(p) -> None:
-    p.add_argument("--db", help="latency table CSV (default: this device's table in "
-                   "latency_db/)")
+    p.add_argument("--latency-db", dest="db", metavar="CSV", help="latency table CSV "
+                   "(default: this device's table, measured or shipped)")
+    deprecated_alias(p, "--db", "--latency-db", dest="db", metavar="CSV")
     _profile_arg(p)
 
 
@@ -70,6 +78,16 @@ def _db_args(p) -> None:
 
 
 def cmd_profile(args) -> int:
+    """Measure; with --json the progress goes to stderr and stdout gets one object."""
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        result = _profile(args)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def _profile(args) -> dict:
     import torch
     from rich.progress import (
         BarColumn,
@@ -130,9 +148,11 @@ def cmd_profile(args) -> int:
         rows = run_measurements(plan, parent_config, timer, profile, settings,
                                 seed=args.seed, on_progress=progress)
     table = append_rows(out, rows)
+    seconds = time.perf_counter() - start
     print(f"wrote {len(rows)} rows to {out} ({len(table)} in all) in "
-          f"{time.perf_counter() - start:.0f} s; next: plsearch latency fit --db {out}")
-    return 0
+          f"{seconds:.0f} s; next: plsearch latency fit --latency-db {out}")
+    return {"latency_db": str(out), "rows": len(rows), "rows_in_table": len(table),
+            "seconds": round(seconds, 2), "device_profile": profile.name}
 
 
 def _workload(profile) -> str:
@@ -141,7 +161,7 @@ def _workload(profile) -> str:
 
 
 def _resolve_db(args) -> Path:
-    """--db, or this device's table, or the only table of the profile in latency_db/."""
+    """--latency-db, or this device's table, or the only table of the profile in latency_db/."""
     if args.db:
         return Path(args.db)
     from plsearch.config import load_device_profile

@@ -26,7 +26,7 @@ def register(sub) -> None:
                    help="where to train: cpu (default), cuda or npu; float32 either way")
     b.add_argument("--workers", type=int, default=0,
                    help="processes that make batches ahead of the model (default 0: none)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="data, initialisation and order")
     b.add_argument("--threads", type=int, default=0,
                    help="torch threads (0 = torch's default)")
     b.add_argument("--install", action="store_true",

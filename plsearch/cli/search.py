@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import shlex
+import sys
 from pathlib import Path
+
+from plsearch.cli.common import add_json_arg, deprecated_alias
 
 # plsearch.search.study.SAMPLERS, spelled out: importing it would import optuna (and tqdm)
 # whenever the CLI starts.
@@ -36,12 +41,15 @@ def register(sub) -> None:
     p.add_argument("--storage", metavar="URL", help="Optuna storage shared by workers, e.g. "
                    "postgresql://user:pw@host/db (default: sqlite in the run folder)")
     p.add_argument("--study", metavar="NAME", help="study name (default: <space>-<budget>)")
-    p.add_argument("--out", metavar="DIR", help="run folder (default: reports/<study>)")
+    p.add_argument("--run", dest="out", metavar="DIR",
+                   help="run folder (default: reports/<study>)")
+    deprecated_alias(p, "--out", "--run", dest="out", metavar="DIR")
     p.add_argument("--artifacts", metavar="DIR", help="where candidates are saved; a shared "
-                   "folder when workers run on several machines (default: <out>/candidates)")
+                   "folder when workers run on several machines (default: <run>/candidates)")
     p.add_argument("--sampler", choices=SAMPLER_CHOICES, default="gp",
                    help="Optuna sampler (default gp; all but random see the budget)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    add_json_arg(p)
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not measure the Pareto-front candidates at the end")
     p.add_argument("--no-report", dest="report", action="store_false",
@@ -53,7 +61,9 @@ def register(sub) -> None:
         description="Copy a candidate saved by `plsearch search` to a new folder with a "
         "README.md model card (parent, arch, recipe, KD budget, scores, speeds, device).")
     src = e.add_argument_group("which search")
-    src.add_argument("--out-dir", metavar="DIR", help="run folder of the search (holds study.db)")
+    src.add_argument("--run", dest="out_dir", metavar="DIR",
+                     help="run folder of the search (holds study.db)")
+    deprecated_alias(src, "--out-dir", "--run", dest="out_dir", metavar="DIR")
     src.add_argument("--storage", metavar="URL", help="Optuna storage URL of the search")
     src.add_argument("--study", metavar="NAME", help="study name (needed when the storage "
                      "holds several)")
@@ -62,10 +72,22 @@ def register(sub) -> None:
     which.add_argument("--best-for", metavar="BUDGET",
                        help="the most accurate saved candidate meeting BUDGET (1.5x, 2500tok/s)")
     e.add_argument("--out", required=True, metavar="DIR", help="new folder to write")
+    add_json_arg(e)
     e.set_defaults(func=cmd_export)
 
 
 def cmd_search(args) -> int:
+    """The search; with --json its progress goes to stderr and stdout gets one object."""
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        summary = _search(args)
+    if args.json:
+        fields = {k: v for k, v in vars(summary).items() if k != "url"}  # url: password
+        print(json.dumps(fields, default=str))
+    return 0
+
+
+def _search(args):
     # Optuna's per-trial INFO lines repeat what _print_trial shows; lm-eval's warnings and
     # progress bars (dozens per trial, turned off in plsearch.cli.main) bury it. -v brings
     # them all back.
@@ -95,7 +117,7 @@ def cmd_search(args) -> int:
     print(f"   run folder {summary.run_dir} (trials.csv, run.json)")
     if args.report:
         _write_report(summary)
-    return 0
+    return summary
 
 
 _REPRODUCE = ("budget", "model", "space", "device_profile", "latency_db", "trials", "timeout",
@@ -108,7 +130,8 @@ def _command_line(args) -> str:
     for name in _REPRODUCE:
         value = getattr(args, name)
         if value is not None:
-            parts += [f"--{name.replace('_', '-')}", shlex.quote(str(value))]
+            flag = "run" if name == "out" else name.replace("_", "-")
+            parts += [f"--{flag}", shlex.quote(str(value))]
     if args.storage:
         parts += ["--storage", "URL"]
     return " ".join(parts)
@@ -178,6 +201,12 @@ def cmd_export(args) -> int:
     out = export_candidate(study, trial, args.out)
     a = trial.user_attrs
     measured = measured_tokens_per_s(study.user_attrs, trial)
+    if args.json:
+        print(json.dumps({"trial": trial.number, "out": str(out),
+                          "accuracy": a.get("accuracy"), "params": a.get("params"),
+                          "predicted_tokens_per_s": a.get("predicted_tokens_per_s"),
+                          "measured_tokens_per_s": measured}))
+        return 0
     print(f"exported trial {trial.number} to {out}: accuracy {a.get('accuracy', 0):.4f}, "
           f"{a.get('params', 0):,} params, predicted {a['predicted_tokens_per_s']:,.0f} tok/s"
           + (f", measured {measured:,.0f} tok/s" if measured else ""))

@@ -97,25 +97,32 @@ def device_tag(profile_name: str, device_name: str) -> str:
 
 
 def default_db_dir() -> Path:
-    """latency_db/ of the source tree when plsearch runs from one, else ./latency_db."""
-    repo_db = Path(__file__).resolve().parents[2] / "latency_db"
-    return repo_db if repo_db.is_dir() else Path("latency_db")
+    """Where measured tables are written: the checkout's latency_db/, or a user folder
+    for an installed plsearch (``plsearch.config.user_latency_dir``)."""
+    from plsearch.config import user_latency_dir
+
+    return user_latency_dir()
 
 
 def find_table(profile_name: str, device_name: str, folder: Path | None = None) -> Path:
-    """This device's table in latency_db/, else the only table of the profile there."""
-    folder = folder or default_db_dir()
-    own = folder / f"{device_tag(profile_name, device_name)}.csv"
-    if own.exists():
-        return own
-    candidates = sorted(folder.glob(f"{profile_name}-*.csv"))
+    """This device's table (the user's folder, then the shipped tables), else the only
+    table of the profile there."""
+    from plsearch.config import latency_db_dirs
+
+    folders = [folder] if folder else latency_db_dirs()
+    name = f"{device_tag(profile_name, device_name)}.csv"
+    own = folders[0] / name
+    for where in folders:
+        if (where / name).exists():
+            return where / name
+    candidates = sorted(c for where in folders for c in where.glob(f"{profile_name}-*.csv"))
     if len(candidates) == 1:
         logger.warning("no table for %s; using %s", device_name, candidates[0])
         return candidates[0]
     listed = ", ".join(str(c) for c in candidates) or "none"
     raise LatencyTableError(
         f"no latency table for this device at {own} (tables for profile {profile_name}: "
-        f"{listed}); run `plsearch profile-npu` or pass --db"
+        f"{listed}); run `plsearch profile-npu` or pass --latency-db"
     )
 
 
@@ -125,7 +132,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise LatencyTableError(
             f"latency table {path} does not exist; create it with `plsearch profile-npu` "
-            "or pass --db with an existing table"
+            "or pass --latency-db with an existing table"
         )
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -149,7 +156,7 @@ def _validated(table: pd.DataFrame, where: str) -> pd.DataFrame:
         raise LatencyTableError(
             f"{where} is not a plsearch latency table ({'; '.join(what)}); "
             "see latency_db/README.md for the schema, or write a new table with "
-            "`plsearch profile-npu --out NEW.csv`"
+            "`plsearch profile-npu --latency-db NEW.csv`"
         )
     if table.empty:
         raise LatencyTableError(f"{where} has a header but no rows; run `plsearch profile-npu`")

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from plsearch.arch import ArchConfig
-from plsearch.config import DeviceProfile, configs_dir
+from plsearch.config import DeviceProfile
 from plsearch.errors import ConfigError, DeviceError, LatencyTableError
 from plsearch.search.objective import RetrainResult, RungScore
 from plsearch.search.space import Rung, SearchSpace
@@ -88,20 +88,21 @@ def current_fingerprint(profile: DeviceProfile, timer) -> dict[str, Any]:
 
 
 def default_table_path(profile: DeviceProfile, timer) -> Path:
-    """latency_db/<profile>-<device slug>.csv (the source tree's latency_db/ if any, else ./)."""
+    """<profile>-<device slug>.csv in the user's tables, then the shipped ones
+    (``plsearch.config.latency_db_dirs``); the user's folder when there is none."""
+    from plsearch.config import latency_db_dirs
     from plsearch.latency.table import device_tag
 
     name = f"{device_tag(profile.name, timer.device_name())}.csv" if timer else None
-    repo_db = configs_dir().parent / "latency_db"  # where `plsearch profile-npu` writes
-    for folder in ((repo_db, Path("latency_db")) if repo_db.is_dir() else (Path("latency_db"),)):
+    folders = latency_db_dirs()
+    for folder in folders:
         if name and (folder / name).exists():
             return folder / name
         if not name:
             found = sorted(folder.glob(f"{profile.name}-*.csv"))
             if len(found) == 1:
                 return found[0]
-    folder = repo_db if repo_db.is_dir() else Path("latency_db")
-    return folder / (name or f"{profile.name}.csv")
+    return folders[0] / (name or f"{profile.name}.csv")
 
 
 def load_latency(profile: DeviceProfile, latency_db: str | Path | None = None,

@@ -16,7 +16,7 @@ from plsearch.search.verify import fully_evaluated, pareto_front
 def _search_args(tiny_dir, out, *extra):
     return ["search", "--budget", "1.2x", "--model", str(tiny_dir["model"]),
             "--space", str(tiny_dir["space"]), "--device-profile", str(tiny_dir["profile"]),
-            "--latency-db", str(tiny_dir["table"]), "--out", str(out), "--study", "e2e",
+            "--latency-db", str(tiny_dir["table"]), "--run", str(out), "--study", "e2e",
             "--no-report", *extra]
 
 
@@ -46,7 +46,7 @@ def test_three_trial_search_then_export(tiny_dir, tmp_path, cache_dir, capsys):
 
     # Export the best candidate meeting the budget: an ordinary HF folder with a card.
     exported = tmp_path / "exported"
-    assert main(["export", "--out-dir", str(out), "--best-for", "1.2x",
+    assert main(["export", "--run", str(out), "--best-for", "1.2x",
                  "--out", str(exported)]) == 0
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md",
             "plsearch.json"} <= {p.name for p in exported.iterdir()}
@@ -64,7 +64,7 @@ def test_three_trial_search_then_export(tiny_dir, tmp_path, cache_dir, capsys):
     assert len(optuna.load_study(study_name="e2e", storage=storage_url(None, out))
                .get_trials()) == len(trials)
     # A non-empty export target is refused with one line.
-    assert main(["export", "--out-dir", str(out), "--trial", str(done[0].number),
+    assert main(["export", "--run", str(out), "--trial", str(done[0].number),
                  "--out", str(exported)]) == 2
     assert "already exists" in capsys.readouterr().err
 

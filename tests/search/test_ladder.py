@@ -22,10 +22,15 @@ def test_first_trial_climbs_and_later_ones_compete():
 
 
 def test_fast_trade_offs_climb_too():
-    # accurate-but-slow and fast-but-weaker are both on the first front
-    others = [(0.9, 100.0), (0.8, 110.0), (0.7, 120.0)]
-    order = promotion_order(others + [(0.2, 500.0)])
-    assert order.index(3) < 4  # on front 0, ahead of nothing it dominates
+    # A fast-but-weak candidate is on the first front; (0.6, 90) scores three times higher
+    # but is dominated by (0.7, 120): the fast one ranks ahead of it.
+    others = [(0.9, 100.0), (0.8, 110.0), (0.7, 120.0), (0.6, 90.0)]
+    fast = (0.2, 500.0)
+    assert promotion_order([*others, fast]) == [0, 1, 2, 4, 3]
+    assert is_promoted(fast, others, rate=0.8)  # four slots of five
+    # By score alone it would come last and miss the four slots.
+    by_score = sorted(range(5), key=lambda i: -[*others, fast][i][0])
+    assert by_score.index(4) == 4
     assert is_promoted((0.2, 500.0), [(0.9, 100.0), (0.1, 90.0)], rate=0.67)
 
 

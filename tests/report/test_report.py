@@ -274,7 +274,7 @@ def test_ablation_markdown_and_run_folder_beside_a_storage(tmp_path):
     assert data.ablation is None and "<i>pangu</i>" in data.ablation_text
     page = render_report(data)
     assert "&lt;i&gt;pangu&lt;/i&gt;" in page and "<i>pangu" not in page
-    assert "plsearch export --out-dir" not in page  # the run folder holds no study.db
+    assert "plsearch export --run" not in page  # the run folder holds no study.db
 
 
 # ---- render ------------------------------------------------------------------------------
@@ -356,7 +356,7 @@ def test_cli_report_bad_input_is_one_line(argv, message, capsys):
 
 
 def test_ablation_summary_reproduces_the_shipped_ablation_table(tmp_path):
-    shipped = Path(__file__).resolve().parent.parent / "reports"
+    shipped = Path(__file__).resolve().parents[2] / "reports"
     summary = ablation_summary(pd.read_csv(shipped / "ablation.csv"))
     row = summary[(summary["shape"] == "joint") & (summary["recipe"] == "pangu")].iloc[0]
     # reports/ablation.md (written by bench/reinit_ablation.py): 0.178 +- 0.014, ratio 0.869
