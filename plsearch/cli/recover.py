@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from plsearch import atomic
-from plsearch.errors import ConfigError, DeviceError, ModelLoadError
+from plsearch.errors import ConfigError, ModelLoadError
 
 BUILTIN = "builtin"
 logger = logging.getLogger(__name__)
@@ -222,18 +222,6 @@ def cmd_eval(args) -> int:
 
 
 def _device(name: str):
-    import torch
+    from plsearch.latency.timers import torch_device
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda but no CUDA device is visible; use --device cpu")
-    if name == "npu":
-        try:
-            import torch_npu  # noqa: F401
-        except ImportError:
-            raise DeviceError("--device npu needs torch_npu; pip install torch_npu or use "
-                              "--device cpu") from None
-    if name not in ("cpu", "cuda", "npu"):
-        raise DeviceError(f"unknown --device {name!r}; use cpu, cuda, npu or auto")
-    return torch.device(name)
+    return torch_device(name)  # the one device choice: auto = npu, then cuda, then cpu

@@ -1,17 +1,23 @@
 """From the latency table to tokens/s of any arch: a physical cost model per part.
 
     predictor = fit_predictor(table, seed=0)             # block + head rows only
-    predictor = fit_predictor_for(profile)               # this device's table in latency_db/
     pred = predict_latency(arch, workload, predictor)    # LatencyPrediction
     predict_tokens_per_s(arch, profile, predictor)       # what the search asks
     validate_predictor(predictor, table)                 # error on the model rows
 
 Each part and phase (block prefill, block decode, head prefill, head decode) is a
-non-negative linear model, fitted with scikit-learn, over physical features of the call:
-FLOPs of the projections and of attention, bytes of weights, KV cache and activations
-moved, a per-head term, and a constant (kernel launches, Python). Non-negative weights keep
-every feature a cost, so predictions grow with every shape axis and extrapolate sanely.
-Rows are weighted by 1 / time^2, so the fit minimizes relative, not absolute, error.
+non-negative linear model (non-negative least squares, numpy only) over physical features
+of the call: FLOPs of the projections and of attention, bytes of weights, KV cache and
+activations moved, a per-head term, and a constant (kernel launches, Python). Non-negative
+weights keep every feature a cost, so predictions grow with every shape axis and
+extrapolate sanely. Rows are weighted by 1 / time^2, so the fit minimizes relative, not
+absolute, error.
+
+The head rows are timed through the table's engine (plsearch.latency.engine): their
+constants are the engine's fixed cost per call (head prefill) and per generated token
+(head decode), which dominate small models under transformers generate(). The predictor
+names its engine, and says when its table is ``analytic`` (computed from published peaks,
+not measured).
 
 A whole model is composed as
 
@@ -38,14 +44,13 @@ from plsearch import atomic
 from plsearch.arch import ArchConfig
 from plsearch.config import DeviceProfile, Workload
 from plsearch.errors import LatencyTableError
-from plsearch.latency.table import FINGERPRINT_COLUMNS, rows_for_fingerprint
+from plsearch.latency.table import ANALYTIC_CLOCK, FINGERPRINT_COLUMNS, rows_for_fingerprint
 
 __all__ = [
     "LatencyPrediction",
     "LatencyPredictor",
     "ValidationReport",
     "fit_predictor",
-    "fit_predictor_for",
     "load_predictor",
     "predict_latency",
     "predict_tokens_per_s",
@@ -56,7 +61,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT = "plsearch-latency-predictor"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: engine and analytic fields
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 BLOCK_FEATURES = (
     "const", "proj_flops", "attn_flops", "weight_bytes", "kv_bytes", "act_bytes",
@@ -134,6 +139,8 @@ class LatencyPredictor:
     fingerprint: dict[str, object]
     seed: int
     meta: dict[str, object] = field(default_factory=dict)
+    engine: str = "hf-generate"  # what its head rows (and so its tokens/s) were timed with
+    analytic: bool = False  # fitted on rows computed from published peaks, not measured
 
     @property
     def dtype_bytes(self) -> int:
@@ -200,15 +207,18 @@ def fit_predictor(table: pd.DataFrame, seed: int = 0) -> LatencyPredictor:
                 f"{_MIN_ROWS}; run `plsearch profile-npu` (without --quick for more rows)"
             )
         costs[f"{part}/{phase}"] = _fit_cost(subset, part, phase, DTYPE_BYTES[dtype])
-    fingerprint = {c: _plain(rows[c].iloc[-1]) for c in FINGERPRINT_COLUMNS}
+    last = rows.sort_values(["run_id", "timestamp"]).iloc[-1]
+    fingerprint = {c: _plain(last[c]) for c in FINGERPRINT_COLUMNS if c != "load_avg"}
+    loads = rows["load_avg"][rows["load_avg"] >= 0]
+    meta = {"fitted_rows": int(sum(c.rows for c in costs.values())),
+            "load_avg_max": float(loads.max()) if len(loads) else -1.0}
     return LatencyPredictor(costs=costs, dtype=dtype, model_type=model_type,
-                            fingerprint=fingerprint, seed=seed,
-                            meta={"fitted_rows": int(sum(c.rows for c in costs.values()))})
+                            fingerprint=fingerprint, seed=seed, meta=meta,
+                            engine=str(last["engine"]),
+                            analytic=str(last["clock"]) == ANALYTIC_CLOCK)
 
 
 def _fit_cost(rows: pd.DataFrame, part: str, phase: str, dtype_bytes: int) -> LinearCost:
-    from sklearn.linear_model import LinearRegression
-
     names = BLOCK_FEATURES if part == "block" else HEAD_FEATURES
     feats = _row_features(rows, part, phase, dtype_bytes)
     matrix = np.column_stack([feats[name] for name in names])
@@ -218,10 +228,37 @@ def _fit_cost(rows: pd.DataFrame, part: str, phase: str, dtype_bytes: int) -> Li
     scale = np.abs(matrix).max(axis=0)
     scale[scale == 0] = 1.0
     # Non-negative least squares on scaled features; weights 1/y^2 = relative error.
-    model = LinearRegression(fit_intercept=False, positive=True)
-    model.fit(matrix / scale, target, sample_weight=1.0 / target**2)
-    coef = tuple(float(c) for c in model.coef_ / scale)
-    return LinearCost(features=names, coef=coef, rows=len(rows))
+    weight = 1.0 / target
+    coef = nnls((matrix / scale) * weight[:, None], target * weight) / scale
+    return LinearCost(features=names, coef=tuple(float(c) for c in coef), rows=len(rows))
+
+
+def nnls(a: np.ndarray, b: np.ndarray, max_iter: int | None = None) -> np.ndarray:
+    """argmin ||a x - b|| subject to x >= 0 (Lawson-Hanson active set)."""
+    m, n = a.shape
+    tol = 10 * np.finfo(np.float64).eps * np.abs(a).sum(axis=0).max() * max(m, n)
+    active = np.zeros(n, dtype=bool)  # the free (positive) variables
+    x = np.zeros(n)
+    gradient = a.T @ (b - a @ x)
+    for _ in range(max_iter or 3 * n + 30):
+        if active.all() or gradient[~active].max() <= tol:
+            break
+        active[np.argmax(np.where(active, -np.inf, gradient))] = True
+        while True:
+            trial = np.zeros(n)
+            if not active.any():
+                break
+            trial[active] = np.linalg.lstsq(a[:, active], b, rcond=None)[0]
+            if trial[active].min() > 0:
+                break
+            blocking = active & (trial <= 0)
+            step = np.min(x[blocking] / (x[blocking] - trial[blocking]))
+            x = x + step * (trial - x)
+            active &= x > tol
+            x[~active] = 0.0
+        x = trial
+        gradient = a.T @ (b - a @ x)
+    return x
 
 
 def _row_features(rows: pd.DataFrame, part: str, phase: str, dtype_bytes: int):
@@ -285,23 +322,6 @@ def predict_latency(
             "decode_head_ms": decode_head,
         },
     )
-
-
-def fit_predictor_for(
-    profile: DeviceProfile, db: str | Path | None = None, seed: int = 0
-) -> LatencyPredictor:
-    """Fit on ``db``, or on this device's table for ``profile`` in latency_db/."""
-    from plsearch.errors import PlsearchError
-    from plsearch.latency.table import find_table, read_table
-    from plsearch.latency.timers import get_timer
-
-    if db is None:
-        try:
-            device_name = get_timer(profile.kind).device_name()
-        except PlsearchError:  # the device is not here: use the profile's only table
-            device_name = ""
-        db = find_table(profile.name, device_name)
-    return fit_predictor(read_table(db), seed=seed)
 
 
 def predict_tokens_per_s(
@@ -368,6 +388,8 @@ def save_predictor(predictor: LatencyPredictor, path: str | Path) -> None:
         "dtype": predictor.dtype,
         "model_type": predictor.model_type,
         "seed": predictor.seed,
+        "engine": predictor.engine,
+        "analytic": predictor.analytic,
         "fingerprint": predictor.fingerprint,
         "meta": predictor.meta,
         "costs": {
@@ -406,7 +428,8 @@ def load_predictor(path: str | Path) -> LatencyPredictor:
         return LatencyPredictor(costs=costs, dtype=data["dtype"],
                                 model_type=data["model_type"],
                                 fingerprint=dict(data["fingerprint"]), seed=int(data["seed"]),
-                                meta=dict(data.get("meta", {})))
+                                meta=dict(data.get("meta", {})), engine=str(data["engine"]),
+                                analytic=bool(data["analytic"]))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LatencyTableError(
             f"{path} is not a plsearch latency predictor (bad or missing {exc}); "
