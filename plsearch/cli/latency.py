@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -32,6 +33,8 @@ def register(sub) -> None:
                    help="a smaller grid, a few minutes on a CPU")
     p.add_argument("--out", help="table to append to (default latency_db/<device-tag>.csv)")
     p.add_argument("--seed", type=int, default=0, help="order and random weights (default 0)")
+    p.add_argument("--max-spread", type=float, help="rounds of a row may disagree by this "
+                   "fraction before it is measured again, then refused (default 0.10)")
     p.set_defaults(func=cmd_profile)
 
     lat = sub.add_parser("latency", help="fit the latency predictor and predict tokens/s")
@@ -126,6 +129,10 @@ def cmd_profile(args) -> int:
     parent = family.arch_from_config(parent_config)
     axes = load_space_axes(args.space, parent) if args.space else None
     settings = QUICK if args.quick else FULL
+    if args.max_spread is not None:
+        if not args.max_spread > 0:
+            raise ConfigError(f"--max-spread must be positive, got {args.max_spread}")
+        settings = dataclasses.replace(settings, max_spread=args.max_spread)
     plan = plan_measurements(parent_config, profile, settings, axes=axes, seed=args.seed)
     out = Path(args.out) if args.out else default_db_dir() / (
         device_tag(profile.name, timer.device_name()) + ".csv")  # appended to if it exists
@@ -136,14 +143,16 @@ def cmd_profile(args) -> int:
     columns = (TextColumn("profiling"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[what]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns) as bar:
-        task = bar.add_task("profile", total=len(plan), what="")
+        task = bar.add_task("profile", total=len(plan) * settings.rounds, what="")
 
         def progress(done, total, m):
-            bar.update(task, completed=done, what=f"{m.part} {m.phase} d{m.arch.hidden_size}")
+            bar.update(task, completed=done, total=total,
+                       what=f"{m.part} {m.phase} d{m.arch.hidden_size}")
 
         run = profile_rows(plan, parent_config, timer, profile, settings,
                            seed=args.seed, on_progress=progress)
-    print(f"spread (p90 - p10) / median over {settings.rounds} interleaved rounds: median "
+    print(f"spread (max - min of the round medians) / median over {settings.rounds} "
+          f"interleaved rounds: median "
           f"{100 * run.median_spread:.1f}% of the kept rows; {run.remeasured} rows above "
           f"{100 * run.max_spread:.0f}% measured again; load average {run.load_avg[0]:.2f} "
           f"at the start, {run.load_avg[1]:.2f} at the end")
@@ -189,13 +198,25 @@ def _resolve_db(args) -> Path:
 
 
 def cmd_fit(args) -> int:
-    from plsearch.latency.predictor import fit_predictor, save_predictor, validate_predictor
+    import pandas as pd
+
+    from plsearch.latency.predictor import (
+        ValidationReport,
+        fit_predictor,
+        save_predictor,
+        validate_predictor,
+    )
     from plsearch.latency.table import read_table
 
     db = _resolve_db(args)
     table = read_table(db)
     predictor = fit_predictor(table, seed=args.seed)
-    report = validate_predictor(predictor, table)
+    try:
+        report = validate_predictor(predictor, table)
+    except LatencyTableError as exc:  # a table without whole-model rows still fits
+        print(f"warning: {exc}")
+        report = ValidationReport(pd.DataFrame(columns=["arch", "phase", "measured_ms",
+                                                        "predicted_ms", "error"]))
     out = Path(args.out) if args.out else db.with_suffix(".predictor.json")
     save_predictor(predictor, out)
     warnings = _fingerprint_warnings(table, predictor)

@@ -111,6 +111,8 @@ def analytic_rows(parent_config, profile: DeviceProfile, axes=None) -> list[dict
 
     peak = _peak(profile)
     plan = plan_measurements(parent_config, profile, FULL, axes=axes, seed=0)
+    if not any(m.part == "model" for m in plan):  # a coarse grid leaves no held-out shape
+        plan += _whole_models(parent_config, profile, axes)
     fingerprint = {
         "backend": profile.kind, "clock": ANALYTIC_CLOCK,
         "device_name": f"{profile.name} peaks: {peak.compute_tflops:g} TFLOPS, "
@@ -141,6 +143,24 @@ def analytic_rows(parent_config, profile: DeviceProfile, axes=None) -> list[dict
             "median_ms": ms, "p10_ms": ms, "p90_ms": ms, "repeats": 1, "seed": 0,
         })
     return rows
+
+
+def _whole_models(parent_config, profile: DeviceProfile, axes) -> list:
+    """Whole-model rows of the parent and of the grid's smallest arch."""
+    from plsearch.families import get_family
+    from plsearch.latency.profiler import Measurement, _corner_archs, axes_from_parent
+
+    parent = get_family(parent_config.model_type).arch_from_config(parent_config)
+    axes = axes or axes_from_parent(parent, profile)
+    w = profile.workload
+    small = _corner_archs(axes, parent)[1].replace(num_hidden_layers=axes.num_hidden_layers[0])
+    out = []
+    for arch in (parent, small):
+        out.append(Measurement("model", "prefill", arch, w.batch_size, w.prompt_len,
+                               w.prompt_len))
+        out.append(Measurement("model", "workload", arch, w.batch_size, w.prompt_len,
+                               w.prompt_len + w.generated_len - 1, w.generated_len))
+    return out
 
 
 def analytic_table(parent_config, profile: DeviceProfile, axes=None) -> pd.DataFrame:

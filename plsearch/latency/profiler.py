@@ -27,8 +27,8 @@ greedy next-token choice, logits of the last position only):
 
 Trust: every row is visited in ``rounds`` rounds, each round over all rows in a new random
 order, so drift (thermal, other processes) lands on every row instead of one region of
-the grid; a row's samples are pooled over its rounds. Rows whose spread ((p90 - p10) /
-median) exceeds ``max_spread`` are measured again (``retries`` times); rows still too
+the grid; a row's samples are pooled over its rounds. Rows whose rounds disagree by more
+than ``max_spread`` (``sample_spread``) are measured again (``retries`` times); rows still too
 noisy are refused, never written, and listed by the caller. Every row records the host's
 load average.
 
@@ -99,14 +99,14 @@ class ProfileSettings:
     repeats: int  # timed calls per visit, block and head rows
     model_repeats: int  # timed calls per visit, whole-model rows (each a full workload)
     rounds: int = 3  # visits of every row, each round in a new random order
-    max_spread: float = 0.10  # (p90 - p10) / median above which a row is measured again
+    max_spread: float = 0.10  # rounds' disagreement (sample_spread) that re-measures a row
     retries: int = 1  # re-measurements of a noisy row before it is refused
     engine_steps: int = 8  # extra tokens of the head decode rows (engine cost per step)
 
 
 QUICK = ProfileSettings(
     block_shapes=20, prefill_fractions=(0.5, 1.0), decode_points=3, models=4,
-    block_stack=4, warmup=1, repeats=2, model_repeats=1,
+    block_stack=4, warmup=1, repeats=3, model_repeats=1,
 )
 FULL = ProfileSettings(
     block_shapes=64, prefill_fractions=(0.25, 0.5, 1.0), decode_points=6, models=10,
@@ -365,7 +365,7 @@ def profile_rows(
     tag = device_tag(profile.name, str(fingerprint["device_name"]))
     start_load = load_average()
     rng = random.Random(seed * 7919 + 1)
-    samples: dict[int, list[float]] = {i: [] for i in range(len(plan))}
+    samples: dict[int, list[list[float]]] = {i: [] for i in range(len(plan))}  # per round
     loads: dict[int, float] = {}
     stamps: dict[int, str] = {}
     pending = list(range(len(plan)))
@@ -379,8 +379,8 @@ def profile_rows(
             for i in order:
                 m = plan[i]
                 salt = (seed * 100003 + i) * 31 + attempt * settings.rounds + r
-                samples[i] += _visit(m, family, parent_config, timer, profile, dtype, settings,
-                                     salt)
+                samples[i].append(_visit(m, family, parent_config, timer, profile, dtype,
+                                         settings, salt))
                 loads[i], stamps[i] = load_average(), _now()
                 done += 1
                 if on_progress is not None:
@@ -404,7 +404,8 @@ def profile_rows(
             continue
         layers = {"block": settings.block_stack, "head": 0}.get(m.part, m.arch.num_hidden_layers)
         row_print = {**fingerprint, "load_avg": loads[i]}
-        rows.append(_row(m, layers, Timing.from_samples(samples[i]), run_id, stamps[i], tag,
+        pooled = [x for visit in samples[i] for x in visit]
+        rows.append(_row(m, layers, Timing.from_samples(pooled), run_id, stamps[i], tag,
                          row_print, parent_config, seed))
     kept = [sample_spread(samples[i]) for i in range(len(plan)) if i not in refused_ids]
     kept.sort()
@@ -414,12 +415,23 @@ def profile_rows(
                       load_avg=(start_load, load_average()))
 
 
-def sample_spread(samples: Sequence[float]) -> float:
-    """(p90 - p10) / median of a row's pooled samples (0 for fewer than two)."""
-    if len(samples) < 2:
+def sample_spread(rounds: Sequence[Sequence[float]]) -> float:
+    """How far a row's rounds disagree: (max - min of the round medians) / pooled median.
+
+    Drift between rounds (the machine got busier) is what biases a row's median; a lone
+    slow call inside a round barely moves it. With one round: (p90 - p10) / median.
+    """
+    pooled = [x for visit in rounds for x in visit]
+    if len(pooled) < 2:
         return 0.0
-    t = Timing.from_samples(list(samples))
-    return (t.p90_ms - t.p10_ms) / t.median_ms if t.median_ms > 0 else float("inf")
+    median = Timing.from_samples(pooled).median_ms
+    if median <= 0:
+        return float("inf")
+    if len(rounds) < 2:
+        t = Timing.from_samples(pooled)
+        return (t.p90_ms - t.p10_ms) / median
+    medians = [Timing.from_samples(list(visit)).median_ms for visit in rounds]
+    return (max(medians) - min(medians)) / median
 
 
 def _visit(m: Measurement, family, parent_config, timer, profile, dtype, settings,
