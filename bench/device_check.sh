@@ -60,9 +60,9 @@ step profile 200 "$PY" -m plsearch profile-npu --device cuda --device-profile h2
     --out "$TABLE"
 step fit 60 "$PY" -m plsearch latency fit --db "$TABLE" --device-profile h200
 
-# 2. whole models of 14 unprofiled archs through generate() vs the predictor (~2 min)
+# 2. whole models of 12 unprofiled archs through generate() vs the predictor (~2 min)
 step accuracy 200 "$PY" bench/latency_accuracy.py --device-profile h200 --table "$TABLE" \
-    --rounds 2 --repeats 1 --json "$OUT/accuracy.json"
+    --absorbed 2 --rounds 2 --repeats 1 --json "$OUT/accuracy.json"
 
 # 3. two trials on CUDA in bfloat16: prune, KD, lm-eval, verify the front (~2-3 min)
 step search 240 "$PY" -m plsearch search --device-profile h200 --latency-db "$TABLE" \
