@@ -59,7 +59,6 @@ from plsearch.latency.engine import (
     generation_call,
     greedy_step,
     random_prompt,
-    time_generation,
 )
 from plsearch.latency.timers import Timer, Timing, load_average
 
@@ -73,7 +72,6 @@ __all__ = [
     "axes_from_parent",
     "build_random_model",
     "load_space_axes",
-    "measure_workload",
     "plan_measurements",
     "profile_rows",
     "run_measurements",
@@ -565,23 +563,6 @@ def _time_head(m, family, parent_config, timer, profile, dtype, settings,
         first = timer.time_once(short)
         out.append(max(timer.time_once(long) - first, 1e-6) / k)
     return out
-
-
-def measure_workload(
-    model: nn.Module,
-    timer: Timer,
-    batch_size: int,
-    prompt_len: int,
-    generated_len: int,
-    *,
-    engine: str = "loop",
-    warmup: int = 1,
-    repeats: int = 5,
-    generator: torch.Generator | None = None,
-) -> Timing:
-    """Time generation through ``engine`` (see plsearch.latency.engine.time_generation)."""
-    return time_generation(model, timer, batch_size, prompt_len, generated_len, engine=engine,
-                           warmup=warmup, repeats=repeats, generator=generator)
 
 
 def _randn(shape, generator, device, dtype) -> torch.Tensor:
