@@ -27,6 +27,7 @@ these errors (leave-one-out).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per visit")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds over all archs, each in a new random order (default 3)")
+    parser.add_argument("--max-spread", type=float, default=None,
+                        help="profiling: rounds of a row may disagree by this fraction before "
+                        "it is measured again, then refused (default 0.10; raise it on a "
+                        "loaded machine and say so)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
@@ -100,12 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         table = read_table(args.table)
         print(f"table: {args.table} ({len(table)} rows)")
     else:
-        plan = plan_measurements(parent_config, profile, QUICK, seed=args.seed)
-        run = profile_rows(plan, parent_config, timer, profile, QUICK, seed=args.seed)
+        settings = QUICK if args.max_spread is None else dataclasses.replace(
+            QUICK, max_spread=args.max_spread)
+        plan = plan_measurements(parent_config, profile, settings, seed=args.seed)
+        run = profile_rows(plan, parent_config, timer, profile, settings, seed=args.seed)
         folder = Path(tempfile.mkdtemp(prefix="plsearch-bench-"))
         table = append_rows(folder / "quick.csv", run.rows)
         print(f"profiled the quick grid: {len(run.rows)} rows ({len(run.refused)} refused as "
-              f"noisy, {run.remeasured} measured again) in {time.perf_counter() - start:.0f} s "
+              f"noisy at {100 * settings.max_spread:.0f}%, {run.remeasured} measured again; "
+              f"rounds disagree by {100 * run.median_spread:.1f}% (median)) in "
+              f"{time.perf_counter() - start:.0f} s "
               f"-> {folder / 'quick.csv'}")
     predictor = fit_predictor(table, seed=args.seed)
     if predictor.engine != profile.engine:
