@@ -90,3 +90,17 @@ def test_measured_rows_replace_the_analytic_ones(db, parent_config):
     append_rows(db / "ascend-910b-ascend910b2.csv", measured)
     latency = lookup.load_latency(profile, parent_config=parent_config)
     assert not latency.analytic and latency.table_path.name == "ascend-910b-ascend910b2.csv"
+
+
+def test_bad_peaks_and_a_profile_without_them_fail_in_one_line(tmp_path, db):
+    from plsearch.errors import LatencyTableError
+
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\nkind: cuda\npeak: {compute_tflops: 0, memory_bandwidth_gbs: x, "
+                    "source: s}\n")
+    with pytest.raises(ConfigError) as info:
+        load_device_profile(path)
+    assert "peak.compute_tflops must be a positive number" in str(info.value)
+    assert "peak.memory_bandwidth_gbs" in str(info.value)
+    with pytest.raises(LatencyTableError, match="no peak figures for an analytic one"):
+        lookup.load_latency(load_device_profile("cpu"), "analytic")
