@@ -7,7 +7,7 @@
 #   WHEELS=/path/to/wheels bash bench/device_check.sh [OUT_DIR]
 #
 # Run from the repository root. The machine needs torch (CUDA build) and transformers;
-# what else is missing is installed from $WHEELS (pip --no-index): pandas (latency tables),
+# what else is missing is installed from $WHEELS (pip --no-index): pandas, pyyaml, rich (CLI),
 # optuna (the search), lm-eval (scoring; it pulls scikit-learn, datasets, evaluate, ...),
 # plotly (the report). The latency parts themselves need only torch, transformers, numpy,
 # pandas and pyyaml (no scikit-learn). Every step's log and JSON lands in OUT_DIR; a step
@@ -32,7 +32,7 @@ step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.l
 
 # 0. packages: install only what is missing, from the wheels the operator brings.
 missing=()
-for module in pandas yaml optuna plotly lm_eval; do
+for module in pandas yaml rich optuna plotly lm_eval; do
     "$PY" -c "import $module" 2>/dev/null || missing+=("$module")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -42,7 +42,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     stamp "installing from $WHEELS: ${missing[*]}"
     "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" \
-        "pandas==3.1.1" "pyyaml" "optuna==5.0.0" "plotly==7.1.0" "lm-eval==0.4.13" \
+        "pandas==3.1.1" "pyyaml==6.0.4" "rich==15.0.0" "optuna==5.0.0" "plotly==7.1.0" "lm-eval==0.4.13" \
         "scipy==1.17.1" 2>&1 | tail -n 5
 fi
 "$PY" - <<'EOF' 2>&1 | tee "$OUT/env.log"
