@@ -194,6 +194,7 @@ def _analytic(profile: DeviceProfile, parent_config, space, hint: str):
         parent = get_family(parent_config.model_type).arch_from_config(parent_config)
         axes = load_space_axes(space, parent)
     path = db_folder() / f"{device_tag(profile.name, ANALYTIC)}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)  # ./latency_db outside a source tree
     # Derived data: rewritten (atomically) for this parent and space.
     table = write_table(path, analytic_rows(parent_config, profile, axes))
     return path, table
