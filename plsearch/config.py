@@ -22,6 +22,7 @@ from plsearch.errors import ConfigError
 __all__ = [
     "Alignment",
     "DeviceProfile",
+    "Peak",
     "Workload",
     "configs_dir",
     "data_dir",
@@ -57,6 +58,18 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class Peak:
+    """Published peak figures of the device, for the ``analytic`` latency table only."""
+
+    compute_tflops: float  # dense matmul peak in the profile's dtype (no sparsity)
+    memory_bandwidth_gbs: float  # device memory bandwidth, GB/s (1e9 bytes/s)
+    source: str  # where the figures come from (datasheet, report), written on every row
+
+
+Engine = Literal["hf-generate", "loop"]
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """A device kind, its dtype and alignment, and the workload tokens/s is measured on."""
 
@@ -69,6 +82,12 @@ class DeviceProfile:
     # shared machine's other processes do not inflate; needs threads: 1).
     cpu_clock: Literal["wall", "thread"] = "wall"
     description: str = ""
+    # What defines tokens/s: transformers generate() (greedy, KV cache, exactly
+    # generated_len new tokens) or a bare forward loop; profiling, prediction and every
+    # measurement of a candidate use it.
+    engine: Engine = "hf-generate"
+    attn_implementation: str = "sdpa"  # HF attention implementation of every timed model
+    peak: Peak | None = None  # published peaks: the analytic table when no rows are measured
     alignment: Alignment = dataclasses.field(default_factory=Alignment)
     workload: Workload = dataclasses.field(default_factory=Workload)
 
@@ -157,6 +176,14 @@ def load_device_profile(path: str | Path) -> DeviceProfile:
             f"{path}: cpu_clock: thread only times one thread, but threads is "
             f"{profile.threads}; set threads: 1 or cpu_clock: wall; fix the file"
         )
+    peak = profile.peak
+    if peak is not None:
+        bad = [f"peak.{k} must be a positive number, got {v!r}"
+               for k, v in (("compute_tflops", peak.compute_tflops),
+                            ("memory_bandwidth_gbs", peak.memory_bandwidth_gbs))
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0]
+        if bad:
+            raise ConfigError(f"{path}: " + "; ".join(bad) + "; fix the file")
     return profile
 
 

@@ -12,20 +12,23 @@ held-out windows for perplexity.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from plsearch.arch import ArchConfig
 from plsearch.config import DeviceProfile
-from plsearch.errors import ConfigError, DeviceError, LatencyTableError
+from plsearch.errors import ConfigError, DeviceError
+
+# One home per concept: the table lookup, the device's threads and timer and the one way to
+# measure a whole model live in plsearch.latency; re-exported here for the search's callers.
+from plsearch.latency.engine import measure_tokens_per_s
+from plsearch.latency.lookup import Latency, load_latency
+from plsearch.latency.timers import device_threads, torch_device
 from plsearch.search.objective import RetrainResult, RungScore
 from plsearch.search.space import Rung, SearchSpace
 
@@ -35,150 +38,15 @@ __all__ = ["Latency", "RealPipeline", "device_threads", "load_latency", "load_pi
 logger = logging.getLogger(__name__)
 
 
-# ---------------------------------------------------------------- latency
-
-
-@dataclass(frozen=True)
-class Latency:
-    """The fitted predictor of one device and how it was checked."""
-
-    predictor: Any  # plsearch.latency.predictor.LatencyPredictor
-    table_path: Path
-    fingerprint: dict[str, Any]  # the table's (latest run)
-    local: bool  # the profiled device is this machine's: candidates can be measured here
-    validation: dict[str, float]  # predictor error on the table's whole-model rows
-
-    def tokens_per_s(self, arch: ArchConfig, profile: DeviceProfile) -> float:
-        """Predicted tokens/s of ``arch`` on the profile's workload."""
-        from plsearch.latency.predictor import predict_tokens_per_s
-
-        return float(predict_tokens_per_s(arch, profile, self.predictor))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"table": str(self.table_path), "fingerprint": self.fingerprint,
-                "local": self.local, "validation": self.validation}
-
-
-@contextlib.contextmanager
-def device_threads(profile: DeviceProfile):
-    """torch intra-op threads as the profile says (cpu only), restored afterwards."""
-    before = torch.get_num_threads()
-    if profile.kind == "cpu" and profile.threads:
-        torch.set_num_threads(profile.threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def profile_timer(profile: DeviceProfile):
-    """The profile's device timer on this machine, or None when the device is not here."""
-    from plsearch.latency.timers import get_timer
-
-    try:
-        with device_threads(profile):
-            return get_timer(profile.kind, cpu_clock=getattr(profile, "cpu_clock", "wall"))
-    except DeviceError:
-        return None
-
-
-def current_fingerprint(profile: DeviceProfile, timer) -> dict[str, Any]:
-    with device_threads(profile):
-        return timer.fingerprint(profile.dtype)
-
-
-def default_table_path(profile: DeviceProfile, timer) -> Path:
-    """<profile>-<device slug>.csv in the user's tables, then the shipped ones
-    (``plsearch.config.latency_db_dirs``); the user's folder when there is none."""
-    from plsearch.config import latency_db_dirs
-    from plsearch.latency.table import device_tag
-
-    name = f"{device_tag(profile.name, timer.device_name())}.csv" if timer else None
-    folders = latency_db_dirs()
-    for folder in folders:
-        if name and (folder / name).exists():
-            return folder / name
-        if not name:
-            found = sorted(folder.glob(f"{profile.name}-*.csv"))
-            if len(found) == 1:
-                return found[0]
-    return folders[0] / (name or f"{profile.name}.csv")
-
-
-def load_latency(profile: DeviceProfile, latency_db: str | Path | None = None,
-                 profile_name: str = "", space: str | Path | None = None) -> Latency:
-    """Read the device's latency table, check it describes this device, fit the predictor.
-
-    LatencyTableError (pointing to `plsearch profile-npu`) when the table is missing, was
-    measured on another device or setup, or has the wrong dtype.
-    """
-    from plsearch.latency.predictor import fit_predictor, validate_predictor
-    from plsearch.latency.table import fingerprint_mismatches, latest_fingerprint, read_table
-
-    timer = profile_timer(profile)
-    path = Path(latency_db) if latency_db else default_table_path(profile, timer)
-    space_arg = f" --space {space}" if space else ""
-    hint = (f"`plsearch profile-npu --device {profile.kind} --device-profile "
-            f"{profile_name or profile.name}{space_arg}` (add --quick for a few minutes' grid)")
-    if not path.exists():
-        raise LatencyTableError(f"no latency table for this device at {path}; measure it with "
-                                f"{hint}, or pass --latency-db")
-    table = read_table(path)
-    recorded = latest_fingerprint(table)
-    if str(recorded["backend"]) != profile.kind or str(recorded["dtype"]) != profile.dtype:
-        raise LatencyTableError(
-            f"{path} was measured on {recorded['backend']} in {recorded['dtype']}, but the "
-            f"device profile targets {profile.kind} in {profile.dtype}; measure this device "
-            f"with {hint}")
-    if timer is not None:
-        mismatches = fingerprint_mismatches(table, current_fingerprint(profile, timer))
-        if mismatches:
-            raise LatencyTableError(
-                f"{path} does not describe this device ({'; '.join(mismatches)}); its speeds "
-                f"would mislead the search: measure this device with {hint}")
-    else:
-        logger.warning("the %s device of profile %s is not on this machine: predictions come "
-                       "from %s, and front candidates cannot be measured here",
-                       profile.kind, profile.name, path)
-    predictor = fit_predictor(table)
-    try:
-        report = validate_predictor(predictor, table)
-        validation = {"median_ape": report.median_ape(), "within_10pct": report.share_within(0.10),
-                      "models": report.count()}
-    except LatencyTableError:
-        validation = {}
-    fingerprint = {k: (v.item() if hasattr(v, "item") else v) for k, v in recorded.items()}
-    return Latency(predictor=predictor, table_path=path, fingerprint=fingerprint,
-                   local=timer is not None, validation=validation)
-
-
-def measure_tokens_per_s(model, profile: DeviceProfile, *, repeats: int = 5,
-                         seed: int = 0) -> float:
-    """Real tokens/s of ``model`` on the profile's workload (greedy generation, end to end)."""
-    from plsearch.latency.profiler import TORCH_DTYPES, measure_workload
-
-    timer = profile_timer(profile)
-    if timer is None:
-        raise DeviceError(f"the {profile.kind} device of profile {profile.name} is not on this "
-                          "machine; measure candidates where it is")
-    w = profile.workload
-    model = model.to(device=timer.device, dtype=TORCH_DTYPES[profile.dtype]).eval()
-    generator = torch.Generator().manual_seed(seed)
-    with device_threads(profile):
-        timing = measure_workload(model, timer, w.batch_size, w.prompt_len, w.generated_len,
-                                  warmup=1, repeats=repeats, generator=generator)
-    return w.batch_size * w.generated_len / (timing.median_ms / 1e3)
+# ---------------------------------------------------------------- device
 
 
 def training_device(profile: DeviceProfile) -> torch.device:
     """Where candidates are built and retrained: the profile's accelerator if here, else cpu."""
-    if profile.kind == "cuda" and torch.cuda.is_available():
-        return torch.device("cuda")
-    if profile.kind == "npu":
-        timer = profile_timer(profile)
-        if timer is not None:
-            return timer.device
-    return torch.device("cpu")
+    try:
+        return torch_device(profile.kind)  # the one device choice (plsearch.latency.timers)
+    except DeviceError:
+        return torch.device("cpu")
 
 
 # ---------------------------------------------------------------- pipeline

@@ -138,7 +138,8 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
     grid = space.resolve(parent_arch, profile.alignment)
     if latency is None:
         latency = load_latency(profile, opts.latency_db, profile_name=opts.device_profile,
-                               space=opts.space or "configs/search/default.yaml")
+                               space=opts.space or "configs/search/default.yaml",
+                               parent_config=config)
 
     def predict(arch) -> float:
         return latency.tokens_per_s(arch, profile)

@@ -57,8 +57,8 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     Candidates already measured (another worker verified them) are measured again only
     when their value is missing.
     """
+    from plsearch.latency.engine import measure_tokens_per_s  # the profile's engine
     from plsearch.models import load_model
-    from plsearch.search.pipeline import measure_tokens_per_s
     from plsearch.search.study import measured_tokens_per_s, record_measurement
 
     rows = []

