@@ -67,19 +67,8 @@ def torch_dtype(name: str):
 
 def torch_device(name: str):
     """The torch device of a --device value (auto: npu, then cuda, then cpu); DeviceError
-    when that backend is not usable here."""
-    import torch
+    when that backend is not usable here. One home: plsearch.latency.timers.torch_device
+    (imported here, not at the top, so building the parser does not import torch)."""
+    from plsearch.latency.timers import torch_device as choose
 
-    from plsearch.errors import DeviceError
-    from plsearch.latency.timers import resolve_device
-
-    kind = resolve_device(name)
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda but no CUDA device is visible; use --device cpu")
-    if kind == "npu":
-        try:
-            import torch_npu  # noqa: F401
-        except ImportError:
-            raise DeviceError("--device npu needs torch_npu; pip install torch_npu or use "
-                              "--device cpu") from None
-    return torch.device(kind)
+    return choose(name)
