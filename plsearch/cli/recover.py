@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import shutil
@@ -11,7 +12,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from plsearch import atomic
+from plsearch import atomic, distributed
 from plsearch.errors import ConfigError, DeviceError, ModelLoadError
 
 BUILTIN = "builtin"
@@ -40,6 +41,13 @@ def register(sub) -> None:
     d.add_argument("--device", default="auto", help="cpu, cuda, npu or auto (default)")
     d.add_argument("--checkpoint-every", type=int, default=0,
                    help="save a resumable checkpoint in OUT.ckpt every N steps")
+    d.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="bf16: bf16 compute (autocast; under torchrun FSDP2 mixed precision "
+                   "with float32 master weights) and a bf16 teacher; auto: bf16 autocast "
+                   "where the device supports it (default)")
+    d.add_argument("--activation-checkpointing", action="store_true",
+                   help="recompute the student's activations in the backward pass "
+                   "(less memory, about a third more compute)")
     d.set_defaults(func=cmd_distill)
 
     e = sub.add_parser("eval", help="score a model on lm-eval tasks (offline suite by default)")
@@ -62,6 +70,8 @@ def cmd_distill(args) -> int:
     import numpy as np
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    import torch
+
     from plsearch.data import sample_windows, token_stream
     from plsearch.distill import KDConfig, kd_retrain, write_loss_curve
     from plsearch.models import load_model, resolve_model_dir, weights_hash
@@ -75,12 +85,15 @@ def cmd_distill(args) -> int:
     config = KDConfig(steps=args.steps, tokens=args.tokens, lr=args.lr,
                       grad_accum=args.grad_accum, temperature=args.temperature,
                       ce_weight=args.ce_weight, checkpoint_every=args.checkpoint_every)
-    device = _device(args.device)
+    device = distributed.setup(_device(args.device))
+    bf16 = args.dtype == "bf16"
+    config = dataclasses.replace(config, bf16={"auto": None, "fp32": False, "bf16": True}[args.dtype])
     student_dir = resolve_model_dir(args.student)
     record = _read_record(student_dir)
     teacher_ref = args.teacher or _recorded_parent(record, student_dir)
     student, tokenizer, _ = load_model(student_dir)
-    teacher, teacher_tokenizer, teacher_dir = load_model(teacher_ref)
+    teacher, teacher_tokenizer, teacher_dir = load_model(
+        teacher_ref, dtype=torch.bfloat16 if bf16 and device.type != "cpu" else None)
     if not args.teacher:
         _check_parent_hash(record, teacher_dir)
     tokenizer = tokenizer or teacher_tokenizer
@@ -90,16 +103,24 @@ def cmd_distill(args) -> int:
     if student.config.vocab_size != teacher.config.vocab_size:
         raise ConfigError(f"student vocab {student.config.vocab_size} != teacher vocab "
                           f"{teacher.config.vocab_size}; distill from the student's own parent")
-    student.to(device)
-    teacher.to(device)
+    if args.batch_size % distributed.world_size():
+        raise ConfigError(f"--batch-size {args.batch_size} must be a multiple of the "
+                          f"{distributed.world_size()} ranks (each takes an equal share)")
+    param_dtype = torch.bfloat16 if bf16 and distributed.is_distributed() else None
+    student = distributed.shard_model(student, device, param_dtype=param_dtype,
+                                      activation_checkpointing=args.activation_checkpointing)
+    teacher = distributed.shard_model(teacher, device, param_dtype=param_dtype)
     stream = token_stream(tokenizer, args.data, seed=args.seed)
 
     def batch_at(i: int):
         seed = int(np.random.SeedSequence([args.seed, i]).generate_state(1)[0])
         return sample_windows(stream, args.batch_size, args.seq_len, seed)
 
-    print(f"distilling {teacher_dir} -> {student_dir} on {device} "
-          f"({'builtin mix' if args.data is None else args.data})")
+    main = distributed.is_main()
+    ranks = f" x {distributed.world_size()} ranks" if distributed.is_distributed() else ""
+    if main:
+        print(f"distilling {teacher_dir} -> {student_dir} on {device}{ranks} "
+              f"({'builtin mix' if args.data is None else args.data})")
     columns = (TextColumn("KD"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("kd {task.fields[kd]:.4f}"), TextColumn("{task.fields[tps]:.0f} tok/s"),
                TimeRemainingColumn())
@@ -109,7 +130,7 @@ def cmd_distill(args) -> int:
     if args.checkpoint_every and (checkpoint_dir / "state.json").exists():
         print(f"resuming from the checkpoint in {checkpoint_dir}")
     t0 = time.perf_counter()
-    with Progress(*columns) as bar:
+    with Progress(*columns, disable=not main) as bar:
         task = bar.add_task("kd", total=total, kd=float("nan"), tps=0.0)
         done_here = []  # steps run by this process (a resumed run starts past 0)
 
@@ -130,8 +151,18 @@ def cmd_distill(args) -> int:
         "kd_loss_first": result.curve[0]["kd_loss"], "kd_loss_final": result.final_kd_loss,
     }
     record.setdefault("parent", str(teacher_ref))
-    _write_model_folder(out, student, tokenizer, record, result, write_loss_curve)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if distributed.is_distributed():
+        record["kd"]["ranks"] = distributed.world_size()
+    if distributed.is_sharded(student):
+        state = distributed.full_state_dict(student)  # a collective: every rank takes part
+        student = distributed.unsharded_copy(student, state) if main else None
+    if main:  # only rank 0 writes; the others wait for it at the barrier
+        _write_model_folder(out, student, tokenizer, record, result, write_loss_curve)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    distributed.barrier()
+    distributed.shutdown()
+    if not main:
+        return 0
     print(f"{result.steps} steps, {result.tokens:,} tokens in {result.seconds:.1f} s; "
           f"KD loss {result.curve[0]['kd_loss']:.4f} -> {result.final_kd_loss:.4f}")
     print(f"wrote {out} (loss curve: {out / 'loss_curve.csv'})")
