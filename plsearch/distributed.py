@@ -43,6 +43,7 @@ __all__ = [
     "backend_for",
     "barrier",
     "broadcast_object",
+    "collective",
     "full_state_dict",
     "is_distributed",
     "is_main",
@@ -59,6 +60,11 @@ _BACKENDS = {"cuda": "nccl", "npu": "hccl", "cpu": "gloo"}
 # How long a rank waits in a collective for the others (a dead peer usually fails faster:
 # gloo and NCCL see the closed connection, and torchrun stops the survivors).
 TIMEOUT = datetime.timedelta(minutes=int(os.environ.get("PLSEARCH_DIST_TIMEOUT_MIN", "30")))
+
+
+# What gloo says when the other end of a collective has gone away.
+_PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe",
+              "Timed out", "timed out")
 
 
 class RankFailedError(PlsearchError):
@@ -131,8 +137,9 @@ def collective(what: str) -> Iterator[None]:
     """Turn the error a rank sees when a peer dies inside ``what`` into one clear line."""
     try:
         yield
-    except (RuntimeError, dist.DistError) as exc:
-        if not is_distributed():
+    except RuntimeError as exc:  # dist.DistError (NCCL, HCCL) is a RuntimeError too
+        peer_lost = isinstance(exc, dist.DistError) or any(m in str(exc) for m in _PEER_LOST)
+        if not (is_distributed() and peer_lost):
             raise
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise RankFailedError(

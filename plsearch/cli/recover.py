@@ -68,9 +68,8 @@ def register(sub) -> None:
 
 def cmd_distill(args) -> int:
     import numpy as np
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from plsearch.data import sample_windows, token_stream
     from plsearch.distill import KDConfig, kd_retrain, write_loss_curve
@@ -139,9 +138,10 @@ def cmd_distill(args) -> int:
             tps = len(done_here) * per_step / max(time.perf_counter() - t0, 1e-9)
             bar.update(task, completed=row["step"], kd=row["kd_loss"], tps=tps)
 
-        result = kd_retrain(student, teacher, batch_at, config, seed=args.seed,
-                            checkpoint_dir=checkpoint_dir if args.checkpoint_every else None,
-                            on_step=on_step)
+        with distributed.collective("KD training"):
+            result = kd_retrain(student, teacher, batch_at, config, seed=args.seed,
+                                checkpoint_dir=checkpoint_dir if args.checkpoint_every else None,
+                                on_step=on_step)
     record["kd"] = {
         "teacher": str(teacher_ref), "teacher_weights_hash": weights_hash(teacher_dir),
         "student": str(student_dir), "seed": args.seed,
