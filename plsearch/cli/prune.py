@@ -47,11 +47,12 @@ def register(sub) -> None:
 
 def cmd_prune(args) -> int:
     import torch
+    from transformers import AutoTokenizer
 
     from plsearch.data import data_id
     from plsearch.families import get_family
     from plsearch.importance import ImportanceKey, compute_importance
-    from plsearch.models import load_model, read_config, resolve_model_dir, weights_hash
+    from plsearch.models import read_config, resolve_model_dir, weights_hash
     from plsearch.prune import (
         Recipe,
         build_candidate,
@@ -59,6 +60,7 @@ def cmd_prune(args) -> int:
         check_out_dir,
         save_candidate,
     )
+    from plsearch.prune.stream import open_streamed
 
     # Everything that can be wrong is checked before any weight is read.
     check_out_dir(args.out)
@@ -72,7 +74,10 @@ def cmd_prune(args) -> int:
     recipe = check_candidate(config, arch, recipe)
     _check_calibration(args, config, model_dir)
 
-    model, tokenizer, _ = load_model(model_dir)
+    # The parent streams: its layer matrices are read from the safetensors files when a
+    # pass or the build needs them, so pruning never holds the whole parent.
+    model = open_streamed(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     key = ImportanceKey(parent_hash=weights_hash(model_dir), data=data_id(args.calib_data),
                         num_samples=args.calib_samples, seq_len=args.calib_seq_len,
                         seed=args.seed)
