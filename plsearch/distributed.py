@@ -44,15 +44,18 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "collective",
+    "follow",
     "full_state_dict",
     "is_distributed",
     "is_main",
     "is_sharded",
     "launched_by_torchrun",
+    "lead",
     "rank",
     "setup",
     "shard_model",
     "shutdown",
+    "stop_followers",
     "world_size",
 ]
 
@@ -81,7 +84,10 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
+    """This process's rank (torchrun's RANK before the process group exists)."""
+    if is_distributed():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
 
 
 def world_size() -> int:
@@ -238,3 +244,76 @@ def unsharded_copy(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Modul
     missing = [k for k in missing if not (model.config.tie_word_embeddings and "lm_head" in k)]
     assert not missing and not unexpected, (missing, unexpected)
     return plain
+
+
+# ---------------------------------------------------------------- searches under torchrun
+#
+# Rank 0 runs the Optuna search as in one process, through a LeaderPipeline: before each
+# call that touches a model it broadcasts the call, and every other rank, inside
+# follow(), makes the same call on its own copy of the pipeline. So all ranks build,
+# retrain, score and save the same candidate in lockstep (each a chain of collectives
+# on sharded models) while only rank 0 talks to Optuna and writes.
+
+_MODEL_CALLS = ("build", "retrain", "score", "save", "release", "parent_score")
+
+
+class LeaderPipeline:
+    """Rank 0's pipeline: announces every model call to the followers, then makes it."""
+
+    def __init__(self, pipeline) -> None:
+        self.inner = pipeline
+
+    def __getattr__(self, name: str):
+        attr = getattr(self.inner, name)
+        if name not in _MODEL_CALLS:
+            return attr  # predict, num_params, recipe, ...: rank 0 alone, no model work
+
+        def announced(*args):
+            model, rest = (args[0], args[1:]) if name not in ("build", "parent_score") \
+                else (None, args)
+            broadcast_object((name, rest if name != "save" else ()))
+            return attr(*args) if model is None else attr(model, *rest)
+
+        return announced
+
+    def stop(self) -> None:
+        broadcast_object(("stop", ()))
+
+
+def lead(pipeline):
+    """``pipeline`` for rank 0 of a torchrun search (itself in one process)."""
+    return LeaderPipeline(pipeline) if is_distributed() else pipeline
+
+
+def stop_followers(pipeline) -> None:
+    if isinstance(pipeline, LeaderPipeline):
+        pipeline.stop()
+
+
+def follow(pipeline) -> None:
+    """Ranks > 0 of a torchrun search: make rank 0's model calls until it stops.
+
+    A call that fails here fails the same way on rank 0 (the loss checks and shapes are
+    the same on every rank), whose objective records the trial as failed and releases
+    the model next; so the error is logged and the loop goes on.
+    """
+    model = None
+    while True:
+        name, args = broadcast_object(None)
+        if name == "stop":
+            return
+        try:
+            if name == "build":
+                model = pipeline.build(*args)
+            elif name == "parent_score":
+                pipeline.parent_score()
+            elif name == "release":
+                pipeline.release(model)
+                model = None
+            elif name == "save":
+                pipeline.save(model, None, None)  # the gather only: rank 0 writes
+            else:
+                getattr(pipeline, name)(model, *args)
+        except (PlsearchError, torch.OutOfMemoryError) as exc:
+            logger.warning("rank %d: %s failed (%s); rank 0 records the trial", rank(), name,
+                           exc)

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from plsearch import distributed
 from plsearch.arch import ArchConfig
 from plsearch.config import DeviceProfile, configs_dir
 from plsearch.errors import ConfigError, DeviceError, LatencyTableError
@@ -188,7 +189,8 @@ class RealPipeline:
 
     def __init__(self, *, parent, tokenizer, model_dir: Path, importance, space: SearchSpace,
                  profile: DeviceProfile, latency: Latency, calib: torch.Tensor,
-                 kd_windows: torch.Tensor, ppl_windows: torch.Tensor, seed: int):
+                 kd_windows: torch.Tensor, ppl_windows: torch.Tensor, seed: int,
+                 builder=None):
         from plsearch.families import get_family
         from plsearch.prune import Recipe
 
@@ -208,6 +210,10 @@ class RealPipeline:
         self.recipe = space.recipe
         self._recipe = Recipe.preset(space.recipe)
         self.device = next(parent.parameters()).device
+        # What candidates are cut from: the parent itself, or under torchrun (where the
+        # parent is sharded as the KD teacher) the parent streamed from its folder.
+        self.builder = builder if builder is not None else parent
+        self.builder_device = next(self.builder.parameters()).device
 
     # -- the Pipeline protocol
 
@@ -221,9 +227,9 @@ class RealPipeline:
         from plsearch.prune import build_candidate
 
         with torch.no_grad():
-            model, _report = build_candidate(self.parent, self.importance, arch, self._recipe,
-                                             calib_batches=self.calib)
-        return model
+            model, _report = build_candidate(self.builder, self.importance, arch, self._recipe,
+                                             calib_batches=self.calib.to(self.builder_device))
+        return distributed.shard_model(model, self.device)  # .to(device) in one process
 
     def retrain(self, model, start_step: int, end_step: int) -> RetrainResult:
         from plsearch.distill import KDConfig, kd_retrain
@@ -265,6 +271,11 @@ class RealPipeline:
     def save(self, model, out_dir: Path, meta: dict) -> Path:
         from plsearch.prune import save_candidate
 
+        if distributed.is_sharded(model):  # gathered on rank 0, the only rank that writes
+            state = distributed.full_state_dict(model)
+            if not distributed.is_main():
+                return out_dir
+            model = distributed.unsharded_copy(model, state)
         return save_candidate(model, self.tokenizer, out_dir, meta)
 
     def release(self, model) -> None:
@@ -315,12 +326,20 @@ def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, l
     from plsearch.importance import ImportanceKey, compute_importance
     from plsearch.models import load_model, weights_hash
 
-    device = training_device(profile)
+    device = distributed.setup(training_device(profile))  # under torchrun: this rank's
     parent, tokenizer, model_dir = load_model(model_dir)
     if tokenizer is None:
         raise ConfigError(f"{model_dir} has no tokenizer; the search needs one for KD data "
                           "and evaluation: save the tokenizer into the model folder")
-    parent.to(device).eval()
+    builder = None
+    if distributed.is_distributed():  # the teacher sharded over the ranks (FSDP2)
+        from plsearch.prune.stream import open_streamed
+
+        if space.kd.batch_size % distributed.world_size():
+            raise ConfigError(f"kd.batch_size {space.kd.batch_size} must be a multiple of the "
+                              f"{distributed.world_size()} ranks; change the space file")
+        builder = open_streamed(model_dir)
+    parent = distributed.shard_model(parent, device).eval()
     kd = space.kd
     stream = token_stream(tokenizer, kd.data, seed=seed)
     builtin = kd.data in (None, "", "builtin")
@@ -353,4 +372,4 @@ def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, l
                         importance=importance, space=space, profile=profile,
                         latency=latency, calib=calib.to(device),
                         kd_windows=kd_windows.to(device), ppl_windows=ppl_windows,
-                        seed=seed)
+                        seed=seed, builder=builder)
