@@ -51,6 +51,7 @@ __all__ = [
     "is_sharded",
     "launched_by_torchrun",
     "lead",
+    "load_sharded",
     "rank",
     "setup",
     "shard_model",
@@ -185,7 +186,8 @@ def is_sharded(model: nn.Module) -> bool:
 
 def shard_model(model: nn.Module, device: torch.device, *, param_dtype: torch.dtype | None = None,
                 activation_checkpointing: bool = False, family=None) -> nn.Module:
-    """FSDP2 over all ranks: ``fully_shard`` per decoder layer, then on the whole model.
+    """FSDP2 over all ranks: ``fully_shard`` per decoder layer (and on untied embeddings
+    and lm_head), then on the whole model.
 
     ``param_dtype`` (e.g. bfloat16) is the compute dtype of the gathered parameters; the
     shards (and so AdamW's state) stay in the model's own dtype and gradients are reduced
@@ -210,8 +212,55 @@ def shard_model(model: nn.Module, device: torch.device, *, param_dtype: torch.dt
     with collective("sharding a model"):
         for layer in family.layers(model):
             fully_shard(layer, mesh=mesh, mp_policy=policy)
-        fully_shard(model, mesh=mesh, mp_policy=policy)  # embeddings, final norm, lm_head
+        if not model.config.tie_word_embeddings:  # gathered only while each one runs
+            fully_shard(family.embed_tokens(model), mesh=mesh, mp_policy=policy)
+            fully_shard(family.lm_head(model), mesh=mesh, mp_policy=policy)
+        # The rest (final norm; tied embeddings, which two modules share) in the root group,
+        # which stays gathered from its forward to its backward.
+        fully_shard(model, mesh=mesh, mp_policy=policy)
     return model
+
+
+def load_sharded(model_dir, device: torch.device, *, dtype: torch.dtype = torch.float32,
+                 param_dtype: torch.dtype | None = None,
+                 activation_checkpointing: bool = False) -> nn.Module:
+    """The HF model in ``model_dir``, sharded as ``shard_model`` does, each rank reading
+    only its own rows of every tensor from the safetensors files (so no rank ever holds
+    the whole model, in host or device memory). A collective; needs torchrun.
+    """
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    from plsearch.errors import ModelLoadError
+    from plsearch.families import get_family
+    from plsearch.models import read_config
+    from plsearch.prune.skeleton import empty_model
+    from plsearch.prune.stream import TensorFiles
+
+    config = read_config(model_dir)
+    family = get_family(config)
+    files = TensorFiles(model_dir)
+    model = empty_model(family, config, dtype)  # uninitialized: untouched pages, no memory
+    if config.tie_word_embeddings:
+        model.tie_weights()  # before sharding: the two modules share one sharded tensor
+    model = shard_model(model, device, param_dtype=param_dtype,
+                        activation_checkpointing=activation_checkpointing, family=family)
+    params = dict(model.named_parameters())  # tied weights appear once
+    missing = [n for n in params if n not in files.file_of]
+    if missing:
+        raise ModelLoadError(f"{model_dir} has no tensor {missing[0]} (and {len(missing) - 1} "
+                             "more) under the names of its config's model class; re-save it "
+                             "with save_pretrained")
+    rows = {}
+    for name, param in params.items():
+        shape, offset = compute_local_shape_and_global_offset(param.shape, param.device_mesh,
+                                                              param.placements)
+        if shape[0]:
+            rows[name] = (offset[0], offset[0] + shape[0])
+    with torch.no_grad():
+        for name, tensor in files.read_rows(rows):
+            params[name].to_local().copy_(tensor.to(dtype))
+    logger.info("rank %d loaded its shard of %s", rank(), model_dir)
+    return model.eval()
 
 
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

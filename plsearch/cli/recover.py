@@ -73,7 +73,7 @@ def cmd_distill(args) -> int:
 
     from plsearch.data import sample_windows, token_stream
     from plsearch.distill import KDConfig, kd_retrain, write_loss_curve
-    from plsearch.models import load_model, resolve_model_dir, weights_hash
+    from plsearch.models import resolve_model_dir, weights_hash
 
     out = Path(args.out)
     if out.exists():
@@ -90,9 +90,17 @@ def cmd_distill(args) -> int:
     student_dir = resolve_model_dir(args.student)
     record = _read_record(student_dir)
     teacher_ref = args.teacher or _recorded_parent(record, student_dir)
-    student, tokenizer, _ = load_model(student_dir)
-    teacher, teacher_tokenizer, teacher_dir = load_model(
-        teacher_ref, dtype=torch.bfloat16 if bf16 and device.type != "cpu" else None)
+    if args.batch_size % distributed.world_size():
+        raise ConfigError(f"--batch-size {args.batch_size} must be a multiple of the "
+                          f"{distributed.world_size()} ranks (each takes an equal share)")
+    # Under torchrun both are sharded (FSDP2), each rank reading only its shard; bf16 there
+    # means bf16 compute over float32 master weights.
+    param_dtype = torch.bfloat16 if bf16 and distributed.is_distributed() else None
+    student, tokenizer, _ = _load_for_kd(student_dir, device, None, param_dtype,
+                                         args.activation_checkpointing)
+    teacher, teacher_tokenizer, teacher_dir = _load_for_kd(
+        teacher_ref, device, torch.bfloat16 if bf16 and device.type != "cpu" else None,
+        param_dtype, False)
     if not args.teacher:
         _check_parent_hash(record, teacher_dir)
     tokenizer = tokenizer or teacher_tokenizer
@@ -102,13 +110,6 @@ def cmd_distill(args) -> int:
     if student.config.vocab_size != teacher.config.vocab_size:
         raise ConfigError(f"student vocab {student.config.vocab_size} != teacher vocab "
                           f"{teacher.config.vocab_size}; distill from the student's own parent")
-    if args.batch_size % distributed.world_size():
-        raise ConfigError(f"--batch-size {args.batch_size} must be a multiple of the "
-                          f"{distributed.world_size()} ranks (each takes an equal share)")
-    param_dtype = torch.bfloat16 if bf16 and distributed.is_distributed() else None
-    student = distributed.shard_model(student, device, param_dtype=param_dtype,
-                                      activation_checkpointing=args.activation_checkpointing)
-    teacher = distributed.shard_model(teacher, device, param_dtype=param_dtype)
     stream = token_stream(tokenizer, args.data, seed=args.seed)
 
     def batch_at(i: int):
@@ -167,6 +168,29 @@ def cmd_distill(args) -> int:
           f"KD loss {result.curve[0]['kd_loss']:.4f} -> {result.final_kd_loss:.4f}")
     print(f"wrote {out} (loss curve: {out / 'loss_curve.csv'})")
     return 0
+
+
+def _load_for_kd(ref, device, dtype, param_dtype, activation_checkpointing: bool):
+    """(model on ``device``, tokenizer or None, folder); sharded under torchrun."""
+    import torch
+
+    from plsearch.models import load_model, resolve_model_dir
+
+    if not distributed.is_distributed():
+        model, tokenizer, model_dir = load_model(ref, dtype=dtype)
+        model = distributed.shard_model(model, device,
+                                        activation_checkpointing=activation_checkpointing)
+        return model, tokenizer, model_dir
+    from transformers import AutoTokenizer
+
+    model_dir = resolve_model_dir(ref)
+    model = distributed.load_sharded(model_dir, device, dtype=dtype or torch.float32,
+                                     param_dtype=param_dtype,
+                                     activation_checkpointing=activation_checkpointing)
+    tokenizer = None
+    if (model_dir / "tokenizer.json").exists() or (model_dir / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    return model, tokenizer, model_dir
 
 
 def _read_record(model_dir: Path) -> dict:
@@ -238,10 +262,14 @@ def cmd_eval(args) -> int:
         if tokenizer is None:
             raise ModelLoadError(f"{model_dir} has no tokenizer; save one with "
                                  "tokenizer.save_pretrained")
-        model.to(_device(args.device))
+        # Under torchrun the model is sharded (FSDP2) and every rank scores every document.
+        model = distributed.shard_model(model, distributed.setup(_device(args.device)))
         scores = evaluate(model, tokenizer, tasks, limit=args.limit, seed=args.seed,
                           batch_size=args.batch_size)
     seconds = time.perf_counter() - t0
+    distributed.shutdown()
+    if not distributed.is_main():
+        return 0
     if args.json:
         print(json.dumps(scores))
         return 0

@@ -29,12 +29,12 @@ from plsearch.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["is_streamed", "open_streamed", "resident"]
+__all__ = ["TensorFiles", "is_streamed", "open_streamed", "resident"]
 
 _ATTR = "_plsearch_stream"  # the _LayerStream of a streamed model
 
 
-class _Files:
+class TensorFiles:
     """Where each tensor lives: name -> safetensors file of a model folder."""
 
     def __init__(self, model_dir: Path) -> None:
@@ -65,11 +65,25 @@ class _Files:
                 for name in file_names:
                     yield name, fh.get_tensor(name)
 
+    def read_rows(self, names_rows: dict[str, tuple[int, int]]
+                  ) -> Iterator[tuple[str, torch.Tensor]]:
+        """(name, rows start:stop along dim 0) for each name; only those bytes are read."""
+        from safetensors import safe_open
+
+        by_file: dict[Path, list[str]] = {}
+        for name in names_rows:
+            by_file.setdefault(self.file_of[name], []).append(name)
+        for path, file_names in by_file.items():
+            with safe_open(str(path), framework="pt") as fh:
+                for name in file_names:
+                    start, stop = names_rows[name]
+                    yield name, fh.get_slice(name)[start:stop]
+
 
 class _LayerStream:
     """Reads and drops the matrices of one decoder layer at a time."""
 
-    def __init__(self, files: _Files, layers: nn.ModuleList, prefix: str, dtype) -> None:
+    def __init__(self, files: TensorFiles, layers: nn.ModuleList, prefix: str, dtype) -> None:
         self.files, self.layers, self.prefix, self.dtype = files, layers, prefix, dtype
         self.count = [0] * len(layers)  # nesting depth of each layer's residence
 
@@ -115,7 +129,7 @@ def open_streamed(model_dir: str | Path, dtype: torch.dtype = torch.float32):
     model_dir = Path(model_dir)
     config = read_config(model_dir)
     family = get_family(config)
-    files = _Files(model_dir)
+    files = TensorFiles(model_dir)
     model = empty_model(family, config, dtype)
     layers = family.layers(model)
     names = {id(module): name for name, module in model.named_modules()}

@@ -310,6 +310,25 @@ class RealPipeline:
         return self.score(self.parent, self.space.ladder.rungs[-1])
 
 
+def _load_distributed(model_dir, space: SearchSpace, device):
+    """Under torchrun: (teacher sharded over the ranks with FSDP2, tokenizer, folder, the
+    parent streamed from its folder on the CPU, which candidates are cut from)."""
+    from transformers import AutoTokenizer
+
+    from plsearch.models import resolve_model_dir
+    from plsearch.prune.stream import open_streamed
+
+    if space.kd.batch_size % distributed.world_size():
+        raise ConfigError(f"kd.batch_size {space.kd.batch_size} must be a multiple of the "
+                          f"{distributed.world_size()} ranks; change the space file")
+    model_dir = resolve_model_dir(model_dir)
+    tokenizer = None
+    if (model_dir / "tokenizer.json").exists() or (model_dir / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    return (distributed.load_sharded(model_dir, device), tokenizer, model_dir,
+            open_streamed(model_dir))
+
+
 def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, latency: Latency,
                   *, seed: int = 0, progress: bool = False) -> RealPipeline:
     """Load the parent and prepare everything trials share."""
@@ -327,19 +346,14 @@ def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, l
     from plsearch.models import load_model, weights_hash
 
     device = distributed.setup(training_device(profile))  # under torchrun: this rank's
-    parent, tokenizer, model_dir = load_model(model_dir)
+    if distributed.is_distributed():
+        parent, tokenizer, model_dir, builder = _load_distributed(model_dir, space, device)
+    else:
+        parent, tokenizer, model_dir = load_model(model_dir)
+        parent, builder = parent.to(device).eval(), None
     if tokenizer is None:
         raise ConfigError(f"{model_dir} has no tokenizer; the search needs one for KD data "
                           "and evaluation: save the tokenizer into the model folder")
-    builder = None
-    if distributed.is_distributed():  # the teacher sharded over the ranks (FSDP2)
-        from plsearch.prune.stream import open_streamed
-
-        if space.kd.batch_size % distributed.world_size():
-            raise ConfigError(f"kd.batch_size {space.kd.batch_size} must be a multiple of the "
-                              f"{distributed.world_size()} ranks; change the space file")
-        builder = open_streamed(model_dir)
-    parent = distributed.shard_model(parent, device).eval()
     kd = space.kd
     stream = token_stream(tokenizer, kd.data, seed=seed)
     builtin = kd.data in (None, "", "builtin")

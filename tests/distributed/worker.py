@@ -33,7 +33,8 @@ def _batch_at(i: int) -> torch.Tensor:
 
 def _models():
     teacher = tiny_model("qwen3", seed=0, vocab_size=VOCAB)
-    student = tiny_model("qwen3", seed=1, vocab_size=VOCAB, num_hidden_layers=2)
+    student = tiny_model("qwen3", seed=1, vocab_size=VOCAB, num_hidden_layers=2,
+                         tie_word_embeddings=True)  # tied: one FSDP group; untied teacher: three
     device = torch.device("cpu")
     return (distributed.shard_model(student, device), distributed.shard_model(teacher, device))
 
