@@ -8,12 +8,14 @@
 A Qwen3-0.6B-shaped random teacher (28 layers, hidden 1024, 16 query heads, 8 KV groups,
 head_dim 128, FFN 3072, vocab 151936, tied embeddings) and a random student of about half
 its parameters (20 layers, hidden 768, 12 heads, 6 KV groups, FFN 2304), built from
-config (no download). For each rank count, one torchrun run of plsearch's own KD loop
+config and saved to a temporary folder (no download). For each rank count, one torchrun
+run loading them as `plsearch distill` does (one process: load_model; several:
+load_sharded, each rank reading its shard) and running plsearch's own KD loop
 (kd_retrain: AdamW, bf16 mixed precision with --dtype bf16) at the same global batch: one
 warm-up step, then the timed steps. Printed per run: global KD tokens/s and each rank's
 peak memory while training (CPU: VmHWM of the rank's process, reset once the models are
-sharded, so the interpreter and torch count but building the random models does not;
-CUDA/NPU: max_memory_allocated); then the ratios against 1 rank. CPU runs share the cores
+loaded, so the interpreter, torch and the models count, loading transients do not;
+CUDA/NPU: max_memory_allocated since the models were loaded); then the ratios against 1 rank. CPU runs share the cores
 between the ranks (torch threads = cores / ranks), so tokens/s there shows the cost of
 FSDP's collectives, not a speed-up. Imports neither optuna nor lm-eval.
 """
@@ -43,14 +45,15 @@ QUICK_STUDENT = {**QUICK_TEACHER, "num_hidden_layers": 3, "hidden_size": 192,
                  "num_attention_heads": 12, "num_key_value_heads": 6, "intermediate_size": 512}
 
 
-def _model(shape: dict, seed: int, dtype):
+def _save_model(shape: dict, seed: int, folder: Path) -> None:
+    """A random qwen3 model of ``shape`` saved as an HF folder (float32)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.for_model("qwen3", **shape, bos_token_id=1, eos_token_id=2,
                                   pad_token_id=0)
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config, dtype=dtype).train()
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
 
 
 def _status_mb(field: str) -> float:
@@ -74,20 +77,27 @@ def worker(args) -> None:
 
     from plsearch import distributed
     from plsearch.distill import KDConfig, kd_retrain
+    from plsearch.models import load_model
 
     device = distributed.setup(args.device)
     world = distributed.world_size()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world) if device.type == "cpu"
                           else torch.get_num_threads())
     bf16 = args.dtype == "bf16"
-    teacher_shape, student_shape = ((QUICK_TEACHER, QUICK_STUDENT) if args.quick
-                                    else (TEACHER, STUDENT))
-    teacher = _model(teacher_shape, 0, torch.bfloat16 if bf16 else torch.float32).eval()
-    student = _model(student_shape, 1, torch.float32)
+    teacher_dtype = torch.bfloat16 if bf16 and device.type != "cpu" else torch.float32
     param_dtype = torch.bfloat16 if bf16 and distributed.is_distributed() else None
-    student = distributed.shard_model(student, device, param_dtype=param_dtype,
-                                      activation_checkpointing=args.activation_checkpointing)
-    teacher = distributed.shard_model(teacher, device, param_dtype=param_dtype)
+    folder = Path(args.models)
+    if distributed.is_distributed():  # what `plsearch distill` does under torchrun
+        teacher = distributed.load_sharded(folder / "teacher", device, dtype=teacher_dtype,
+                                           param_dtype=param_dtype)
+        student = distributed.load_sharded(folder / "student", device, param_dtype=param_dtype,
+                                           activation_checkpointing=args.activation_checkpointing)
+    else:  # ... and in one process
+        teacher = distributed.shard_model(load_model(folder / "teacher", dtype=teacher_dtype)[0],
+                                          device)
+        student = distributed.shard_model(
+            load_model(folder / "student")[0], device,
+            activation_checkpointing=args.activation_checkpointing)
     gc.collect()
     accel = getattr(torch, device.type) if device.type != "cpu" else None
     if accel is not None:
@@ -95,7 +105,7 @@ def worker(args) -> None:
         accel.reset_peak_memory_stats()
     else:
         _reset_host_peak()
-    vocab = teacher_shape["vocab_size"]
+    vocab = teacher.config.vocab_size
 
     def batch_at(i: int):
         g = torch.Generator().manual_seed(i)
@@ -129,14 +139,15 @@ def worker(args) -> None:
     distributed.shutdown()
 
 
-def run(args, ranks: int) -> dict:
+def run(args, ranks: int, models: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node", str(ranks), __file__, "--worker", "--out", str(out),
+               "--models", models,
                "--device", args.device, "--dtype", args.dtype, "--steps", str(args.steps),
                "--batch", str(args.batch), "--seq", str(args.seq)]
-        cmd += ["--quick"] * args.quick + ["--activation-checkpointing"] * args.activation_checkpointing
+        cmd += ["--activation-checkpointing"] * args.activation_checkpointing
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get(
             "PYTHONPATH", "")]), "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // ranks))}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -157,10 +168,12 @@ def main() -> None:
     ap.add_argument("--activation-checkpointing", action="store_true")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--models", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args)
         return
+    os.environ.setdefault("TQDM_DISABLE", "1")  # save_pretrained's progress bars
     import torch
 
     counts = [int(n) for n in args.ranks.split(",")]
@@ -169,9 +182,14 @@ def main() -> None:
           f"{'quick shapes' if args.quick else 'Qwen3-0.6B-shaped teacher, half-size student'}"
           f"{'; activation checkpointing' if args.activation_checkpointing else ''}", flush=True)
     results = []
-    for ranks in counts:
-        r = run(args, ranks)
-        results.append(r)
+    with tempfile.TemporaryDirectory() as models:
+        teacher, student = (QUICK_TEACHER, QUICK_STUDENT) if args.quick else (TEACHER, STUDENT)
+        _save_model(teacher, 0, Path(models) / "teacher")
+        _save_model(student, 1, Path(models) / "student")
+        for ranks in counts:
+            results.append(run(args, ranks, models))
+    for r in results:
+        ranks = r["ranks"]
         print(f"  {ranks} rank(s): {r['tokens_per_s']:.1f} KD tokens/s (global); peak MB per "
               f"rank {', '.join(f'{p:.0f}' for p in r['peak_mb'])}  ({r['threads']} torch "
               f"threads per rank; teacher {r['teacher_params'] / 1e6:.0f} M, student "

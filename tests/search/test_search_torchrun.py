@@ -34,6 +34,7 @@ def _finished(out):
     return [t for t in study.get_trials() if "kd_curve" in t.user_attrs]
 
 
+@pytest.mark.slow  # about a minute on two shared cores: a 1-process and a 2-rank search
 def test_two_rank_search_equals_one_process(tiny_dir, tmp_path, cache_dir, capsys):
     one = tmp_path / "one"
     assert main(_args(tiny_dir, one)) == 0
