@@ -229,7 +229,8 @@ class RealPipeline:
         with torch.no_grad():
             model, _report = build_candidate(self.builder, self.importance, arch, self._recipe,
                                              calib_batches=self.calib.to(self.builder_device))
-        return distributed.shard_model(model, self.device)  # .to(device) in one process
+        return distributed.shard_model(model, self.device,  # .to(device) in one process
+                                       param_dtype=_gather_dtype(self.device))
 
     def retrain(self, model, start_step: int, end_step: int) -> RetrainResult:
         from plsearch.distill import KDConfig, kd_retrain
@@ -325,8 +326,14 @@ def _load_distributed(model_dir, space: SearchSpace, device):
     tokenizer = None
     if (model_dir / "tokenizer.json").exists() or (model_dir / "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-    return (distributed.load_sharded(model_dir, device), tokenizer, model_dir,
-            open_streamed(model_dir))
+    return (distributed.load_sharded(model_dir, device, param_dtype=_gather_dtype(device)),
+            tokenizer, model_dir, open_streamed(model_dir))
+
+
+def _gather_dtype(device: torch.device) -> torch.dtype | None:
+    """FSDP2's compute dtype under torchrun: bf16 on accelerators (where KD runs under bf16
+    autocast anyway), float32 on CPU; shards and AdamW state stay float32."""
+    return torch.bfloat16 if device.type in ("cuda", "npu") else None
 
 
 def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, latency: Latency,
