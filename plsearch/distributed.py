@@ -63,7 +63,7 @@ __all__ = [
 _BACKENDS = {"cuda": "nccl", "npu": "hccl", "cpu": "gloo"}
 # How long a rank waits in a collective for the others (a dead peer usually fails faster:
 # gloo and NCCL see the closed connection, and torchrun stops the survivors).
-TIMEOUT = datetime.timedelta(minutes=int(os.environ.get("PLSEARCH_DIST_TIMEOUT_MIN", "30")))
+TIMEOUT = datetime.timedelta(minutes=30)
 
 
 # What gloo says when the other end of a collective has gone away.
