@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from plsearch import distributed
 from plsearch.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ def perplexity(model, tokenizer, texts: Iterable[str], seq_len: int = 256,
 
     Every text is cut into windows of seq_len + 1 tokens that overlap by one token, so
     each token after the first is predicted exactly once, with at most seq_len of context.
+    Under torchrun the windows are shared out over the ranks and the sums added up.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -220,18 +222,19 @@ def perplexity(model, tokenizer, texts: Iterable[str], seq_len: int = 256,
         windows += [ids[s : s + seq_len + 1] for s in range(0, len(ids) - 1, seq_len)]
     windows = [w for w in windows if len(w) >= 2]
     windows.sort(key=len)  # similar lengths batch with little padding
+    # Under torchrun each rank scores every world-th chunk; the sums are added up.
+    chunks = [windows[s : s + batch_size] for s in range(0, len(windows), batch_size)]
+    rank, world = distributed.rank(), distributed.world_size()
+    mine = chunks[rank::world]
+    if distributed.is_sharded(model) and chunks:  # every rank runs as many forwards (FSDP)
+        mine += [None] * (-(-len(chunks) // world) - len(mine))
     nll, count = 0.0, 0
     try:
-        for start in range(0, len(windows), batch_size):
-            chunk = windows[start : start + batch_size]
-            width = max(map(len, chunk))
-            ids = torch.zeros(len(chunk), width, dtype=torch.long)  # (B, W)
-            mask = torch.zeros(len(chunk), width, dtype=torch.long)
-            for row, w in enumerate(chunk):
-                ids[row, : len(w)] = torch.tensor(w)
-                mask[row, : len(w)] = 1
-            ids, mask = ids.to(device), mask.to(device)
+        for chunk in mine:
+            ids, mask = _padded(chunk or chunks[0], device)  # (B, W) each
             logits = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1]).logits
+            if chunk is None:  # a padding forward: not counted
+                continue
             targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)  # (B, W-1)
             nll += float(torch.nn.functional.cross_entropy(
                 logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100,
@@ -239,6 +242,20 @@ def perplexity(model, tokenizer, texts: Iterable[str], seq_len: int = 256,
             count += int(mask[:, 1:].sum())
     finally:
         model.train(was_training)
+    if world > 1:
+        nll, count = distributed.all_reduce_sum(torch.tensor([nll, count], dtype=torch.float64,
+                                                             device=device)).tolist()
     if count == 0:
         raise ConfigError("perplexity needs at least one text of two or more tokens")
     return math.exp(nll / count)
+
+
+def _padded(chunk: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token windows right-padded with 0 to the longest: (ids, mask), both (B, W)."""
+    width = max(map(len, chunk))
+    ids = torch.zeros(len(chunk), width, dtype=torch.long)
+    mask = torch.zeros(len(chunk), width, dtype=torch.long)
+    for row, w in enumerate(chunk):
+        ids[row, : len(w)] = torch.tensor(w)
+        mask[row, : len(w)] = 1
+    return ids.to(device), mask.to(device)

@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from plsearch.cli.common import add_json_arg, add_model_args, torch_device, torch_dtype
+from plsearch.cli.common import add_json_arg, add_model_args, torch_dtype
 from plsearch.errors import ConfigError, InvalidArchError, ModelLoadError
 
 _AXES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
@@ -56,11 +56,12 @@ def register(sub) -> None:
 
 def cmd_prune(args) -> int:
     import torch
+    from transformers import AutoTokenizer
 
     from plsearch.data import data_id
     from plsearch.families import get_family
     from plsearch.importance import ImportanceKey, compute_importance
-    from plsearch.models import load_model, read_config, resolve_model_dir, weights_hash
+    from plsearch.models import read_config, resolve_model_dir, weights_hash
     from plsearch.prune import (
         Recipe,
         build_candidate,
@@ -68,6 +69,7 @@ def cmd_prune(args) -> int:
         check_out_dir,
         save_candidate,
     )
+    from plsearch.prune.stream import open_streamed
 
     # Everything that can be wrong is checked before any weight is read.
     check_out_dir(args.out)
@@ -84,9 +86,10 @@ def cmd_prune(args) -> int:
     if off:
         print(f"plsearch: warning: {off}", file=sys.stderr)
 
-    model, tokenizer, _ = load_model(model_dir, dtype=torch_dtype(args.dtype),
-                                     trust_remote_code=args.trust_remote_code)
-    model.to(torch_device(args.device))
+    # The parent streams: its layer matrices are read from the safetensors files when a
+    # pass or the build needs them, so pruning never holds the whole parent.
+    model = open_streamed(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     key = ImportanceKey(parent_hash=weights_hash(model_dir), data=data_id(args.calib_data),
                         num_samples=args.calib_samples, seq_len=args.calib_seq_len,
                         seed=args.seed)
@@ -108,6 +111,7 @@ def cmd_prune(args) -> int:
         "seed": args.seed,
         "report": report.to_dict(),
     }
+    candidate = candidate.to(dtype=torch_dtype(args.dtype))  # pruning itself runs on the CPU
     out = save_candidate(candidate, tokenizer, args.out, meta)
     parent_params = sum(p.numel() for p in model.parameters())
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -12,7 +13,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from plsearch import atomic
+from plsearch import atomic, distributed
 from plsearch.cli.common import add_json_arg, add_model_args, torch_device, torch_dtype
 from plsearch.errors import ConfigError, ModelLoadError
 
@@ -45,6 +46,9 @@ def register(sub) -> None:
     d.add_argument("--checkpoint-every", type=int, default=0,
                    help="save a resumable checkpoint in OUT.ckpt every N steps (0: never)")
     add_json_arg(d)
+    d.add_argument("--activation-checkpointing", action="store_true",
+                   help="recompute the student's activations in the backward pass "
+                   "(less memory, about a third more compute)")
     d.set_defaults(func=cmd_distill)
 
     e = sub.add_parser("eval", help="score a model on lm-eval tasks (offline suite by default)")
@@ -65,12 +69,13 @@ def register(sub) -> None:
 
 def cmd_distill(args) -> int:
     import numpy as np
+    import torch
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from plsearch.data import sample_windows, token_stream
     from plsearch.distill import KDConfig, kd_retrain, write_loss_curve
-    from plsearch.models import load_model, read_config, resolve_model_dir, weights_hash
+    from plsearch.models import read_config, resolve_model_dir, weights_hash
 
     out = Path(args.out)
     if out.exists():
@@ -82,7 +87,11 @@ def cmd_distill(args) -> int:
     config = KDConfig(steps=args.steps, tokens=args.tokens, lr=args.lr,
                       grad_accum=args.grad_accum, temperature=args.temperature,
                       ce_weight=args.ce_weight, checkpoint_every=args.checkpoint_every)
-    device = torch_device(args.device)
+    device = distributed.setup(torch_device(args.device))
+    # --dtype bfloat16: bf16 compute (autocast; under torchrun FSDP2 mixed precision over
+    # float32 master weights) and a bf16 teacher; float32: float32 throughout.
+    bf16 = args.dtype == "bfloat16"
+    config = dataclasses.replace(config, bf16=bf16)
     student_dir = resolve_model_dir(args.student)
     limit = getattr(read_config(student_dir), "max_position_embeddings", None)
     if limit and args.seq_len > limit:
@@ -90,10 +99,17 @@ def cmd_distill(args) -> int:
                           f"max_position_embeddings ({limit}); use a shorter length")
     record = _read_record(student_dir)
     teacher_ref = args.teacher or _recorded_parent(record, student_dir)
-    load = functools.partial(load_model, dtype=torch_dtype(args.dtype),
-                             trust_remote_code=args.trust_remote_code)
-    student, tokenizer, _ = load(student_dir)
-    teacher, teacher_tokenizer, teacher_dir = load(teacher_ref)
+    if args.batch_size % distributed.world_size():
+        raise ConfigError(f"--batch-size {args.batch_size} must be a multiple of the "
+                          f"{distributed.world_size()} ranks (each takes an equal share)")
+    # Under torchrun both are sharded (FSDP2), each rank reading only its shard.
+    param_dtype = torch.bfloat16 if bf16 and distributed.is_distributed() else None
+    student, tokenizer, _ = _load_for_kd(student_dir, device, None, param_dtype,
+                                         args.activation_checkpointing,
+                                         args.trust_remote_code)
+    teacher, teacher_tokenizer, teacher_dir = _load_for_kd(
+        teacher_ref, device, torch.bfloat16 if bf16 and device.type != "cpu" else None,
+        param_dtype, False, args.trust_remote_code)
     if not args.teacher:
         _check_parent_hash(record, teacher_dir)
     tokenizer = tokenizer or teacher_tokenizer
@@ -103,16 +119,17 @@ def cmd_distill(args) -> int:
     if student.config.vocab_size != teacher.config.vocab_size:
         raise ConfigError(f"student vocab {student.config.vocab_size} != teacher vocab "
                           f"{teacher.config.vocab_size}; distill from the student's own parent")
-    student.to(device)
-    teacher.to(device)
     stream = token_stream(tokenizer, args.data, seed=args.seed)
 
     def batch_at(i: int):
         seed = int(np.random.SeedSequence([args.seed, i]).generate_state(1)[0])
         return sample_windows(stream, args.batch_size, args.seq_len, seed)
 
-    say(f"distilling {teacher_dir} -> {student_dir} on {device} "
-          f"({'builtin mix' if args.data is None else args.data})")
+    main = distributed.is_main()
+    ranks = f" x {distributed.world_size()} ranks" if distributed.is_distributed() else ""
+    if main:
+        say(f"distilling {teacher_dir} -> {student_dir} on {device}{ranks} "
+            f"({'builtin mix' if args.data is None else args.data})")
     columns = (TextColumn("KD"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("kd {task.fields[kd]:.4f}"), TextColumn("{task.fields[tps]:.0f} tok/s"),
                TimeRemainingColumn())
@@ -122,7 +139,7 @@ def cmd_distill(args) -> int:
     if args.checkpoint_every and (checkpoint_dir / "state.json").exists():
         say(f"resuming from the checkpoint in {checkpoint_dir}")
     t0 = time.perf_counter()
-    with Progress(*columns, console=Console(stderr=args.json)) as bar:
+    with Progress(*columns, console=Console(stderr=args.json), disable=not main) as bar:
         task = bar.add_task("kd", total=total, kd=float("nan"), tps=0.0)
         done_here = []  # steps run by this process (a resumed run starts past 0)
 
@@ -131,9 +148,10 @@ def cmd_distill(args) -> int:
             tps = len(done_here) * per_step / max(time.perf_counter() - t0, 1e-9)
             bar.update(task, completed=row["step"], kd=row["kd_loss"], tps=tps)
 
-        result = kd_retrain(student, teacher, batch_at, config, seed=args.seed,
-                            checkpoint_dir=checkpoint_dir if args.checkpoint_every else None,
-                            on_step=on_step)
+        with distributed.collective("KD training"):
+            result = kd_retrain(student, teacher, batch_at, config, seed=args.seed,
+                                checkpoint_dir=checkpoint_dir if args.checkpoint_every else None,
+                                on_step=on_step)
     record["kd"] = {
         "teacher": str(teacher_ref), "teacher_weights_hash": weights_hash(teacher_dir),
         "student": str(student_dir), "seed": args.seed,
@@ -143,8 +161,18 @@ def cmd_distill(args) -> int:
         "kd_loss_first": result.curve[0]["kd_loss"], "kd_loss_final": result.final_kd_loss,
     }
     record.setdefault("parent", str(teacher_ref))
-    _write_model_folder(out, student, tokenizer, record, result, write_loss_curve)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if distributed.is_distributed():
+        record["kd"]["ranks"] = distributed.world_size()
+    if distributed.is_sharded(student):
+        state = distributed.full_state_dict(student)  # a collective: every rank takes part
+        student = distributed.unsharded_copy(student, state) if main else None
+    if main:  # only rank 0 writes; the others wait for it at the barrier
+        _write_model_folder(out, student, tokenizer, record, result, write_loss_curve)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    distributed.barrier()
+    distributed.shutdown()
+    if not main:
+        return 0
     if args.json:
         print(json.dumps({"out": str(out), **record["kd"]}))
         return 0
@@ -152,6 +180,31 @@ def cmd_distill(args) -> int:
         f"KD loss {result.curve[0]['kd_loss']:.4f} -> {result.final_kd_loss:.4f}")
     say(f"wrote {out} (loss curve: {out / 'loss_curve.csv'})")
     return 0
+
+
+def _load_for_kd(ref, device, dtype, param_dtype, activation_checkpointing: bool,
+                 trust_remote_code: bool = False):
+    """(model on ``device``, tokenizer or None, folder); sharded under torchrun."""
+    import torch
+
+    from plsearch.models import load_model, resolve_model_dir
+
+    if not distributed.is_distributed():
+        model, tokenizer, model_dir = load_model(ref, dtype=dtype,
+                                                 trust_remote_code=trust_remote_code)
+        model = distributed.shard_model(model, device,
+                                        activation_checkpointing=activation_checkpointing)
+        return model, tokenizer, model_dir
+    from transformers import AutoTokenizer
+
+    model_dir = resolve_model_dir(ref)
+    model = distributed.load_sharded(model_dir, device, dtype=dtype or torch.float32,
+                                     param_dtype=param_dtype,
+                                     activation_checkpointing=activation_checkpointing)
+    tokenizer = None
+    if (model_dir / "tokenizer.json").exists() or (model_dir / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    return model, tokenizer, model_dir
 
 
 def _read_record(model_dir: Path) -> dict:
@@ -224,10 +277,14 @@ def cmd_eval(args) -> int:
         if tokenizer is None:
             raise ModelLoadError(f"{model_dir} has no tokenizer; save one with "
                                  "tokenizer.save_pretrained")
-        model.to(torch_device(args.device))
+        # Under torchrun the model is sharded (FSDP2) and every rank scores every document.
+        model = distributed.shard_model(model, distributed.setup(torch_device(args.device)))
         scores = evaluate(model, tokenizer, tasks, limit=args.limit, seed=args.seed,
                           batch_size=args.batch_size)
     seconds = time.perf_counter() - t0
+    distributed.shutdown()
+    if not distributed.is_main():
+        return 0
     if args.json:
         print(json.dumps(scores))
         return 0

@@ -107,6 +107,8 @@ def _search(args):
         command=_command_line(args))
     summary = run_search(opts, on_trial=_print_trial, on_stage=lambda m: print(f"== {m}",
                                                                                flush=True))
+    if summary is None:  # torchrun rank > 0: rank 0 prints and writes
+        return 0
     print(f"== done in {summary.seconds:.0f} s: {summary.built} candidates built, "
           f"{summary.infeasible} arches skipped (budget), {summary.failed} failed")
     if summary.recovered:

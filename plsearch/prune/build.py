@@ -32,6 +32,7 @@ from plsearch.prune.depth import fold_ratio, plan_attention, plan_depth, qk_norm
 from plsearch.prune.recipe import Recipe
 from plsearch.prune.skeleton import empty_model, set_param
 from plsearch.prune.slnp import FINAL, NORM_SLOTS, act_scales, effective_scale, l2_scale
+from plsearch.prune.stream import resident
 from plsearch.prune.width import attention_tensors, mlp_tensors, norm_tensor
 
 logger = logging.getLogger(__name__)
@@ -183,40 +184,51 @@ def _fill(model, parent, family, importance, kept, groups, channels, scales,
           recipe) -> tuple[int, list[int]]:
     """Every parameter of ``model`` from the parent (steps 1-3 of the module docstring);
     returns (channels the gamma fold left unfolded, q/k-norm source layer per layer)."""
-    offset = family.norm_offset
     fallbacks, qk_from = 0, []
-    parent_layers = family.layers(parent)
-    head_dim = family.arch_from_config(parent.config).head_dim
     for new_index, (layer, layer_groups) in enumerate(zip(kept, groups)):
-        dst = family.layer_parts(family.layers(model)[new_index])
-        src = family.layer_parts(parent_layers[layer])
         sources = {g.layer for g in layer_groups}
-        parts_of = {i: family.layer_parts(parent_layers[i]) for i in sources | {layer}}
-        receiver_gamma = effective_scale(src.input_norm, offset)
-        fold = {}
-        for i in sorted(sources - {layer}):
-            fold[i], unfolded = fold_ratio(effective_scale(parts_of[i].input_norm, offset),
-                                           receiver_gamma, recipe.fold_cap)
-            fallbacks += unfolded
-        tensors = attention_tensors(parts_of, layer, layer_groups, channels, head_dim, fold)
-        neurons = top_k(importance.neuron[layer], dst.down.in_features)
-        tensors.update(mlp_tensors(src, neurons, channels))
-        for name, tensor in tensors.items():
-            slot, param = name.split(".")
-            set_param(getattr(dst, slot), param, tensor)
-        qk = qk_norm_source(layer_groups, layer)  # per-layer head_dim norms: majority donor
+        with resident(parent, sources | {layer}):  # a streamed parent: these layers only
+            unfolded, qk = _fill_layer(model, parent, family, importance, new_index, layer,
+                                       layer_groups, sources, channels, scales, recipe)
+        fallbacks += unfolded
         qk_from.append(qk)
-        for slot in ("q_norm", "k_norm"):
-            norm = getattr(parts_of[qk], slot)
-            if norm is not None:
-                set_param(getattr(dst, slot), "weight", norm.weight.detach().clone())
-        for slot in NORM_SLOTS:
-            if getattr(src, slot) is not None:
-                weight = norm_tensor(getattr(src, slot), channels, scales[f"L{layer}.{slot}"],
-                                     offset)
-                set_param(getattr(dst, slot), "weight", weight)
     _fill_ends(model, parent, family, channels, scales[FINAL])
     return fallbacks, qk_from
+
+
+def _fill_layer(model, parent, family, importance, new_index, layer, layer_groups, sources,
+                channels, scales, recipe) -> tuple[int, int]:
+    """Candidate layer ``new_index`` from parent layer ``layer`` and its KV-group donors;
+    returns (channels the gamma fold left unfolded, the q/k-norm source layer)."""
+    offset = family.norm_offset
+    parent_layers = family.layers(parent)
+    head_dim = family.arch_from_config(parent.config).head_dim
+    dst = family.layer_parts(family.layers(model)[new_index])
+    src = family.layer_parts(parent_layers[layer])
+    parts_of = {i: family.layer_parts(parent_layers[i]) for i in sources | {layer}}
+    receiver_gamma = effective_scale(src.input_norm, offset)
+    fold, fallbacks = {}, 0
+    for i in sorted(sources - {layer}):
+        fold[i], unfolded = fold_ratio(effective_scale(parts_of[i].input_norm, offset),
+                                       receiver_gamma, recipe.fold_cap)
+        fallbacks += unfolded
+    tensors = attention_tensors(parts_of, layer, layer_groups, channels, head_dim, fold)
+    neurons = top_k(importance.neuron[layer], dst.down.in_features)
+    tensors.update(mlp_tensors(src, neurons, channels))
+    for name, tensor in tensors.items():
+        slot, param = name.split(".")
+        set_param(getattr(dst, slot), param, tensor)
+    qk = qk_norm_source(layer_groups, layer)  # per-layer head_dim norms: majority donor
+    for slot in ("q_norm", "k_norm"):
+        norm = getattr(parts_of[qk], slot)
+        if norm is not None:
+            set_param(getattr(dst, slot), "weight", norm.weight.detach().clone())
+    for slot in NORM_SLOTS:
+        if getattr(src, slot) is not None:
+            weight = norm_tensor(getattr(src, slot), channels, scales[f"L{layer}.{slot}"],
+                                 offset)
+            set_param(getattr(dst, slot), "weight", weight)
+    return fallbacks, qk
 
 
 def _fill_ends(model, parent, family, channels, final_scale: float) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from plsearch import distributed
 from plsearch.arch import ArchConfig
 from plsearch.config import DeviceProfile
 from plsearch.errors import ConfigError, DeviceError
@@ -57,7 +58,8 @@ class RealPipeline:
 
     def __init__(self, *, parent, tokenizer, model_dir: Path, importance, space: SearchSpace,
                  profile: DeviceProfile, latency: Latency, calib: torch.Tensor,
-                 kd_windows: torch.Tensor, ppl_windows: torch.Tensor, seed: int):
+                 kd_windows: torch.Tensor, ppl_windows: torch.Tensor, seed: int,
+                 builder=None):
         from plsearch.families import get_family
         from plsearch.prune import Recipe
 
@@ -77,6 +79,10 @@ class RealPipeline:
         self.recipe = space.recipe
         self._recipe = Recipe.preset(space.recipe)
         self.device = next(parent.parameters()).device
+        # What candidates are cut from: the parent itself, or under torchrun (where the
+        # parent is sharded as the KD teacher) the parent streamed from its folder.
+        self.builder = builder if builder is not None else parent
+        self.builder_device = next(self.builder.parameters()).device
 
     # -- the Pipeline protocol
 
@@ -90,9 +96,10 @@ class RealPipeline:
         from plsearch.prune import build_candidate
 
         with torch.no_grad():
-            model, _report = build_candidate(self.parent, self.importance, arch, self._recipe,
-                                             calib_batches=self.calib)
-        return model
+            model, _report = build_candidate(self.builder, self.importance, arch, self._recipe,
+                                             calib_batches=self.calib.to(self.builder_device))
+        return distributed.shard_model(model, self.device,  # .to(device) in one process
+                                       param_dtype=_gather_dtype(self.device))
 
     def retrain(self, model, start_step: int, end_step: int) -> RetrainResult:
         from plsearch.distill import KDConfig, kd_retrain
@@ -134,6 +141,11 @@ class RealPipeline:
     def save(self, model, out_dir: Path, meta: dict) -> Path:
         from plsearch.prune import save_candidate
 
+        if distributed.is_sharded(model):  # gathered on rank 0, the only rank that writes
+            state = distributed.full_state_dict(model)
+            if not distributed.is_main():
+                return out_dir
+            model = distributed.unsharded_copy(model, state)
         return save_candidate(model, self.tokenizer, out_dir, meta)
 
     def release(self, model) -> None:
@@ -168,6 +180,31 @@ class RealPipeline:
         return self.score(self.parent, self.space.ladder.rungs[-1])
 
 
+def _load_distributed(model_dir, space: SearchSpace, device):
+    """Under torchrun: (teacher sharded over the ranks with FSDP2, tokenizer, folder, the
+    parent streamed from its folder on the CPU, which candidates are cut from)."""
+    from transformers import AutoTokenizer
+
+    from plsearch.models import resolve_model_dir
+    from plsearch.prune.stream import open_streamed
+
+    if space.kd.batch_size % distributed.world_size():
+        raise ConfigError(f"kd.batch_size {space.kd.batch_size} must be a multiple of the "
+                          f"{distributed.world_size()} ranks; change the space file")
+    model_dir = resolve_model_dir(model_dir)
+    tokenizer = None
+    if (model_dir / "tokenizer.json").exists() or (model_dir / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    return (distributed.load_sharded(model_dir, device, param_dtype=_gather_dtype(device)),
+            tokenizer, model_dir, open_streamed(model_dir))
+
+
+def _gather_dtype(device: torch.device) -> torch.dtype | None:
+    """FSDP2's compute dtype under torchrun: bf16 on accelerators (where KD runs under bf16
+    autocast anyway), float32 on CPU; shards and AdamW state stay float32."""
+    return torch.bfloat16 if device.type in ("cuda", "npu") else None
+
+
 def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, latency: Latency,
                   *, seed: int = 0, progress: bool = False) -> RealPipeline:
     """Load the parent and prepare everything trials share."""
@@ -184,12 +221,15 @@ def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, l
     from plsearch.importance import ImportanceKey, compute_importance
     from plsearch.models import load_model, weights_hash
 
-    device = training_device(profile)
-    parent, tokenizer, model_dir = load_model(model_dir)
+    device = distributed.setup(training_device(profile))  # under torchrun: this rank's
+    if distributed.is_distributed():
+        parent, tokenizer, model_dir, builder = _load_distributed(model_dir, space, device)
+    else:
+        parent, tokenizer, model_dir = load_model(model_dir)
+        parent, builder = parent.to(device).eval(), None
     if tokenizer is None:
         raise ConfigError(f"{model_dir} has no tokenizer; the search needs one for KD data "
                           "and evaluation: save the tokenizer into the model folder")
-    parent.to(device).eval()
     kd = space.kd
     stream = token_stream(tokenizer, kd.data, seed=seed)
     builtin = kd.data in (None, "", "builtin")
@@ -222,4 +262,4 @@ def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, l
                         importance=importance, space=space, profile=profile,
                         latency=latency, calib=calib.to(device),
                         kd_windows=kd_windows.to(device), ppl_windows=ppl_windows,
-                        seed=seed)
+                        seed=seed, builder=builder)

@@ -29,7 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from plsearch import atomic
+from plsearch import atomic, distributed
 from plsearch.errors import ConfigError
 from plsearch.search.objective import built_count
 from plsearch.search.study import warnings_silenced
@@ -156,12 +156,13 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
 
 def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | None = None,
                on_stage: Callable[[str], None] | None = None, *, latency=None,
-               pipeline_factory: Callable | None = None) -> SearchSummary:
+               pipeline_factory: Callable | None = None) -> SearchSummary | None:
     """Run (or resume, or join) a search; see the module docstring for the steps.
 
     ``on_trial(frozen_trial)`` is called after every trial, ``on_stage(message)`` at each
     step. ``latency`` and ``pipeline_factory`` replace the device's latency table and the
     model pipeline (tests and benches use fast fakes; see plsearch/search/testing.py).
+    Under torchrun, ranks > 0 only mirror rank 0's model calls and return None.
     """
     from plsearch.search import study as st
     from plsearch.search.objective import make_objective
@@ -170,6 +171,12 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
     stage = on_stage or (lambda message: None)
     started = time.perf_counter()
     plan = plan_search(opts, latency)  # 1.
+    if not distributed.is_main():  # torchrun ranks > 0: rank 0's model calls, no Optuna
+        factory = pipeline_factory or load_pipeline
+        distributed.follow(factory(plan.model_dir, plan.space, plan.profile, plan.latency,
+                                   seed=opts.seed))
+        distributed.shutdown()
+        return None
     name = opts.study or default_study_name(plan.space.name, plan.budget.spec)
     run_dir = Path(opts.out or Path("reports") / name)
     url = st.storage_url(opts.storage, run_dir)
@@ -190,6 +197,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         stage("loading the parent, importance scores and KD data")
         factory = pipeline_factory or load_pipeline
         pipeline = factory(plan.model_dir, plan.space, plan.profile, plan.latency, seed=opts.seed)
+        pipeline = distributed.lead(pipeline)  # torchrun: every rank mirrors the model calls
         if "parent_accuracy" not in study.user_attrs:
             stage("scoring the parent")
             parent_score = pipeline.parent_score()
@@ -208,6 +216,8 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         stage(f"searching: {opts.trials} candidates, budget {plan.budget.spec} = "
               f"{plan.need:,.0f} tokens/s predicted (parent {plan.parent_tokens_per_s:,.0f})")
         _optimize(study, objective, opts, on_trial)
+        distributed.stop_followers(pipeline)
+        distributed.shutdown()  # the rest (verification, outputs) is rank 0's alone
         del pipeline  # frees the parent before candidates are measured
 
         # 5. verification and outputs
