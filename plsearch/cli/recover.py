@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from plsearch import atomic, distributed
+from plsearch import atomic
 from plsearch.cli.common import add_json_arg, add_model_args, torch_device, torch_dtype
 from plsearch.errors import ConfigError, ModelLoadError
 
@@ -73,6 +73,7 @@ def cmd_distill(args) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from plsearch import distributed  # torch: imported when the command runs
     from plsearch.data import sample_windows, token_stream
     from plsearch.distill import KDConfig, kd_retrain, write_loss_curve
     from plsearch.models import read_config, resolve_model_dir, weights_hash
@@ -187,6 +188,7 @@ def _load_for_kd(ref, device, dtype, param_dtype, activation_checkpointing: bool
     """(model on ``device``, tokenizer or None, folder); sharded under torchrun."""
     import torch
 
+    from plsearch import distributed
     from plsearch.models import load_model, resolve_model_dir
 
     if not distributed.is_distributed():
@@ -262,6 +264,7 @@ def _write_model_folder(out: Path, student, tokenizer, record, result, write_los
 
 
 def cmd_eval(args) -> int:
+    from plsearch import distributed  # torch: imported when the command runs
     from plsearch.evaluate import evaluate
     from plsearch.models import load_model
 
