@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
     find_chromium() is None,
     reason="Chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "reports" / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "reports" / "test-artifacts"
 
 # For each figure div: plotly's SVG, its traces, and trace paths with real geometry; then
 # sort the trials table by accuracy (click twice: descending, then ascending).
