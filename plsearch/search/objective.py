@@ -157,12 +157,17 @@ def _band_top_missing(trial, need: float, last: int) -> bool:
 def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
                    budget_tokens_per_s: float, candidates_dir: Path,
                    candidate_meta: dict | None = None, max_built: int | None = None,
-                   feasible=None, progress: Progress | None = None):
+                   feasible=None, progress: Progress | None = None,
+                   screen: Callable[[ArchConfig], float | None] | None = None):
     """The Optuna objective: trial -> (accuracy objective, predicted tokens/s).
 
     ``feasible`` (proposals.FeasibleSet) defines the speed bins of the ladder; it is
     computed from the grid when not given. ``progress(message)`` hears every stage of a
-    trial (build, each KD step, each task). With ``max_built``, a feasible trial that finds
+    trial (build, each KD step, each task). ``screen(arch)`` measures an arch's tokens/s
+    before it is built (random weights through the device profile's engine; None when it
+    does not measure, e.g. far from the budget): an arch measured below the budget is
+    recorded infeasible with that speed and pruned, never built. With ``max_built``, a
+    feasible trial that finds
     that many candidates already built or being built by earlier trials (another worker won
     the race for the last one) is not built: it records ``surplus`` and is pruned.
     """
@@ -203,6 +208,14 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
             logger.warning("trial %d: %s predicts %.0f tokens/s < budget %.0f; not built",
                            trial.number, arch, predicted, need)
             raise optuna.TrialPruned("misses the budget: not built, not scored")
+        screened = screen(arch) if screen is not None else None
+        if screened is not None:
+            save(screened_tokens_per_s=float(screened))
+            if screened < need:
+                save(feasible=False, constraint=need - float(screened), seconds=took())
+                logger.warning("trial %d: %s measured %.0f tokens/s < budget %.0f before the "
+                               "build; not built", trial.number, arch, screened, need)
+                raise optuna.TrialPruned("measured below the budget: not built, not scored")
 
         twin = _evaluated_twin(trial, arch, pipeline.recipe)
         if twin is not None:  # another worker raced to the same arch: reuse, not rebuild

@@ -99,3 +99,18 @@ def test_a_repeated_arch_reuses_the_evaluated_trial(tmp_path):
     assert second.user_attrs["duplicate_of"] == first.number
     assert second.values == first.values
     assert second.user_attrs["accuracy"] == first.user_attrs["accuracy"]
+
+
+def test_an_arch_measured_below_the_budget_before_the_build_is_never_built(tmp_path):
+    latency = FakeLatency()
+    grid = SPACE.resolve(PARENT, Alignment())
+    pipeline = CountingPipeline(SPACE, latency)
+    need = 0.5 * latency.tokens_per_s(grid.arch(SMALL))  # predicted to meet it easily
+    objective = make_objective(pipeline, grid, SPACE, need, tmp_path / "c",
+                               screen=lambda arch: need * 0.9)  # but measured below it
+    trial = FixedTrial(SMALL)
+    with pytest.raises(optuna.TrialPruned, match="measured below the budget"):
+        objective(trial)
+    assert pipeline.built == []
+    assert trial.user_attrs["feasible"] is False
+    assert trial.user_attrs["screened_tokens_per_s"] == pytest.approx(need * 0.9)
