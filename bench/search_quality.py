@@ -146,7 +146,7 @@ class CachedPipeline:
         return value, se, scored.accuracy
 
 
-def run_default(budget: str, seed: int, trials: int, workdir: Path, factory, latency_db):
+def run_default(budget: str, seed: int, trials: int, workdir: Path, factory, where: dict):
     """The shipped search; returns the records of its full evaluations and its trial count."""
     from plsearch.search.run import SearchOptions, run_search
     from plsearch.search.study import load_existing_study, storage_url
@@ -154,7 +154,7 @@ def run_default(budget: str, seed: int, trials: int, workdir: Path, factory, lat
 
     out = workdir / f"default-{budget}-{seed}"
     opts = SearchOptions(budget=budget, trials=trials, out=str(out), study="q", seed=seed,
-                         verify=False, latency_db=latency_db, command="bench/search_quality.py")
+                         verify=False, command="bench/search_quality.py", **where)
     run_search(opts, pipeline_factory=factory)
     study = load_existing_study(storage_url(None, out), "q")
     return fully_evaluated(study), len(study.get_trials())
@@ -184,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--trials", type=int, default=8, help="candidates the default search builds")
     p.add_argument("--latency-db", help="latency table (default: this machine's)")
+    p.add_argument("--model", help="parent folder (default: the built-in parent)")
+    p.add_argument("--space", help="search space (default: the shipped default)")
+    p.add_argument("--device-profile", default="cpu")
     p.add_argument("--workdir", type=Path, help="keep the run folders here")
     args = p.parse_args(argv)
     if len(args.seeds) < 3:
@@ -207,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
           "as the default made", flush=True)
     started = time.perf_counter()
     rows: list[dict] = []
+    where = {"model": args.model, "space": args.space, "device_profile": args.device_profile,
+             "latency_db": args.latency_db}
     for seed in args.seeds:
-        plan0 = plan_search(SearchOptions(budget=args.budgets[0], seed=seed,
-                                          latency_db=args.latency_db))
+        plan0 = plan_search(SearchOptions(budget=args.budgets[0], seed=seed, **where))
         pipeline = CachedPipeline(load_pipeline(plan0.model_dir, plan0.space, plan0.profile,
                                                 plan0.latency, seed=seed))
         parent = pipeline.parent_score()
@@ -219,11 +223,9 @@ def main(argv: list[str] | None = None) -> int:
             return pipeline
 
         for budget in args.budgets:
-            plan = plan_search(SearchOptions(budget=budget, seed=seed,
-                                             latency_db=args.latency_db))
+            plan = plan_search(SearchOptions(budget=budget, seed=seed, **where))
             space, feasible = plan.space, plan.feasible
-            done, proposed = run_default(budget, seed, args.trials, workdir, factory,
-                                         args.latency_db)
+            done, proposed = run_default(budget, seed, args.trials, workdir, factory, where)
             n_full = len(done)
             results = {"default": [(r.arch, r.objective, r.objective_stderr, r.accuracy,
                                     r.predicted_tokens_per_s) for r in done]}
