@@ -43,7 +43,7 @@ def test_cached_pipeline_scores_what_the_eager_one_scores(tiny_dir, cache_dir):
         eager.retrain(model, steps, rung.kd_steps)
         steps = rung.kd_steps
     want = eager.score(model, top)
-    value, se, accuracy = cached.full_evaluation(arch, space)
+    value, _se, accuracy = cached.full_evaluation(arch, space)
     assert accuracy == want.accuracy
     assert cached.full_evaluation(arch, space)[0] == value  # the second time from the cache
     assert len(cached.scores) == 1
