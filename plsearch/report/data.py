@@ -220,12 +220,12 @@ def _trial_row(trial, study_attrs: dict[str, Any], dead: dict[int, int]) -> dict
         "tokens_per_s": measured if measured else predicted,
         "dominated_by_measurement": r.dominated_by_measurement,
         "params": as_number(r.params), "recipe": as_text(r.recipe),
-        "rung": as_number(trial.user_attrs.get("rung")),
+        "rung": as_number(r.rung),
         "rungs_total": as_number(r.rungs_total),
         "feasible": feasible, "constraint": as_number(r.constraint),
         "perplexity": as_number(r.perplexity),
-        "kd_steps": as_number(trial.user_attrs.get("kd_steps")),
-        "kd_tokens": as_number(trial.user_attrs.get("kd_tokens")),
+        "kd_steps": as_number(r.kd_steps) if r.built else None,
+        "kd_tokens": as_number(r.kd_tokens) if r.built else None,
         "fail_reason": as_text(r.fail_reason),
         "candidate_dir": as_text(r.candidate_dir), "arch_label": arch_label(arch),
         "datetime_start": trial.datetime_start, "datetime_complete": trial.datetime_complete,
@@ -246,11 +246,11 @@ def _trial_row(trial, study_attrs: dict[str, Any], dead: dict[int, int]) -> dict
 
 def _feasible(trial) -> bool:
     """The contract's `feasible` attribute, else the constraint values (<= 0), else True."""
-    a = trial.user_attrs
-    if "feasible" in a:
-        return bool(a["feasible"])
-    if as_number(a.get("constraint")) is not None:
-        return as_number(a["constraint"]) <= 0
+    r = TrialRecord.from_trial(trial)
+    if r.feasible is not None:
+        return bool(r.feasible)
+    if as_number(r.constraint) is not None:
+        return as_number(r.constraint) <= 0
     constraints = trial.constraints  # optuna >= 5: {name: value}; older: a tuple
     values = constraints.values() if isinstance(constraints, dict) else constraints or ()
     return all(as_number(v) is not None and as_number(v) <= 0 for v in values)
@@ -307,8 +307,8 @@ def _predictor_table(table: pd.DataFrame, attrs: dict[str, Any]) -> pd.DataFrame
 def _kd_curves(trials: list) -> pd.DataFrame:
     rows = []
     for trial in trials:
-        curve = trial.user_attrs.get("kd_curve")
-        if not isinstance(curve, list):
+        curve = list(TrialRecord.from_trial(trial).kd_curve)
+        if not curve:
             continue
         for point in curve:
             if isinstance(point, (list, tuple)) and len(point) >= 3:

@@ -134,7 +134,7 @@ def _surplus(trial, max_built: int | None, wait_s: float = 30.0) -> bool:
     while True:
         earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
         undecided = [t for t in earlier
-                     if t.state == TrialState.RUNNING and "feasible" not in t.user_attrs]
+                     if t.state == TrialState.RUNNING and TrialRecord.from_trial(t).feasible is None]
         if not undecided or time.monotonic() > deadline:
             return built_count(earlier) >= max_built
         time.sleep(0.2)

@@ -344,11 +344,12 @@ def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial) -> 
         if opts.timeout is not None and time.monotonic() - start >= opts.timeout:
             logger.warning("timeout: no new trial after %.0f s", opts.timeout)
             break
-        infeasible = sum(1 for t in trials if t.user_attrs.get("feasible") is False)
+        records = [TrialRecord.from_trial(t) for t in trials]
+        infeasible = sum(1 for r in records if r.feasible is False)
         if infeasible >= max_infeasible:  # only hand-queued trials can miss the budget
             logger.warning("%d queued arches missed the budget; stopping", infeasible)
             break
-        repeats = sum(1 for t in trials if "duplicate_of" in t.user_attrs)
+        repeats = sum(1 for r in records if r.duplicate_of is not None)
         if repeats >= max_infeasible:
             logger.warning("the sampler re-proposed %d already evaluated arches; the space "
                            "looks exhausted, stopping", repeats)

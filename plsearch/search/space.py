@@ -122,8 +122,8 @@ class Ladder:
     rungs: tuple[Rung, ...]
     promotion_rate: float = 0.34  # share of a speed bin's trials at a rung that climb on
     # What promotion compares (ladder.py): kl, build_kl, accuracy or objective. kl is the
-    # held-out KL to the parent after the rung's KD: bench/fidelity.py measured it as the
-    # best predictor of the top-rung objective (see configs/search/default.yaml).
+    # held-out KL to the parent after the rung's KD; bench/fidelity.py measures which signal
+    # best predicts the top-rung objective (see configs/search/default.yaml).
     signal: str = "kl"
     # Candidates compete only with those of similar predicted speed: the feasible set is
     # cut into this many bins of equal count (1: no bins).
