@@ -6,8 +6,9 @@
 Prints, for a Qwen3-0.6B-shaped random model built from config (28 layers, hidden 1024,
 16 query heads, 8 KV groups, head_dim 128, FFN 3072, vocab 151936, tied embeddings):
   (a) candidate build time / one forward pass of 1x512 tokens        target <= 5
-  (b) peak RSS / parent weight bytes (parent + importance + build,
-      measured in a fresh process)                                    target <= 1.5
+  (b) peak RSS / parent weight bytes (open the parent's folder +
+      importance + build + save, a fresh process; streamed parent
+      next to the whole parent in memory)                             target <= 1.2
   (c) importance-pass time / plain forward time over the same batches target <= 1.3
 and, on the built-in parent, the speed effect of post-norm absorption: forward time of
 the parent (glm4, with post-norms) and of its absorbed twin (glm, same shape), prefill and
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import statistics
 import sys
 import time
@@ -52,10 +52,7 @@ def _parent(shape: dict, seed: int = 0):
     return AutoModelForCausalLM.from_config(config).eval()
 
 
-def _candidate_arch(parent, name: str, quick: bool):
-    from plsearch.families import get_family
-
-    arch = get_family(parent).arch_from_config(parent.config)
+def _candidate_arch(arch, name: str, quick: bool):
     if quick:
         return arch.replace(num_hidden_layers=4, hidden_size=192, num_attention_heads=12,
                             num_key_value_heads=6, intermediate_size=512)
@@ -92,58 +89,79 @@ def _status_mb(field: str) -> float:
     return float("nan")
 
 
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+def _memory_child(folder: str, candidate: str, quick: bool, n: int, seq: int, threads: int,
+                  streamed: bool, queue) -> None:
+    """Fresh process: open the saved parent, importance pass, candidate build and save.
 
-
-def _memory_child(shape: dict, candidate: str, quick: bool, n: int, seq: int, threads: int,
-                  queue) -> None:
-    """Fresh process: parent, importance pass, candidate build; RSS figures in MB.
-
-    Building the random parent from config is not part of pruning (and from_config
-    briefly holds an untied lm_head plus init temporaries), so the peak is also taken
-    from the moment the parent is resident (VmHWM reset) to the end of the build.
+    streamed: open_streamed (layer matrices read from the safetensors file on demand);
+    otherwise load_model (the whole parent in memory, as before streaming). The peak is
+    the whole process's (VmHWM), imports included.
     """
+    import tempfile
+
     import transformers.models.qwen3.modeling_qwen3  # noqa: F401 - count imports in the baseline
 
+    from plsearch.families import get_family
     from plsearch.importance import compute_importance
-    from plsearch.prune import Recipe, build_candidate
+    from plsearch.models import load_model
+    from plsearch.prune import Recipe, build_candidate, save_candidate
+    from plsearch.prune.stream import open_streamed
 
     torch.set_num_threads(threads)
     baseline = _status_mb("VmRSS")
-    parent = _parent(shape)
-    parent_bytes = sum(p.numel() * p.element_size() for p in parent.parameters())
-    construction_peak = _status_mb("VmHWM")
-    with_parent = _status_mb("VmRSS")
-    reset = _reset_peak()
-    imp = compute_importance(parent, _calibration(shape["vocab_size"], n, seq))
+    parent = open_streamed(folder) if streamed else load_model(folder)[0]
+    opened = _status_mb("VmHWM")
+    vocab = parent.config.vocab_size
+    imp = compute_importance(parent, _calibration(vocab, n, seq))
     importance_peak = _status_mb("VmHWM")
-    model, _ = build_candidate(parent, imp, _candidate_arch(parent, candidate, quick),
-                               Recipe.preset("pangu"))
+    arch = _candidate_arch(get_family(parent).arch_from_config(parent.config), candidate, quick)
+    with torch.no_grad():
+        model, _ = build_candidate(parent, imp, arch, Recipe.preset("pangu"))
+    build_peak = _status_mb("VmHWM")
+    with tempfile.TemporaryDirectory() as tmp:
+        save_candidate(model, None, Path(tmp) / "candidate", {"arch": arch.to_dict()})
     cand_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    queue.put({"baseline": baseline, "with_parent": with_parent,
-               "construction_peak": construction_peak,
-               "importance_peak": importance_peak if reset else float("nan"),
-               "pruning_peak": _status_mb("VmHWM") if reset else float("nan"),
-               "process_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "parent_mb": parent_bytes / 2**20, "candidate_mb": cand_bytes / 2**20})
+    queue.put({"baseline": baseline, "opened": opened, "importance_peak": importance_peak,
+               "build_peak": build_peak, "process_peak": _status_mb("VmHWM"),
+               "candidate_mb": cand_bytes / 2**20})
 
 
-def memory(shape, candidate, quick, n, seq) -> dict:
+def memory(folder, candidate, quick, n, seq, streamed: bool) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_memory_child,
-                       args=(shape, candidate, quick, n, seq, torch.get_num_threads(), queue))
+    proc = ctx.Process(target=_memory_child, args=(folder, candidate, quick, n, seq,
+                                                   torch.get_num_threads(), streamed, queue))
     proc.start()
     result = queue.get()
     proc.join()
     return result
+
+
+def memory_ratios(shape: dict, args) -> None:
+    """(b) for both candidates, streamed and resident parent, side by side."""
+    import tempfile
+
+    print("\n(b) peak RSS / parent weight bytes, fresh process per row: open the saved "
+          f"parent, importance ({args.calib_samples}x{args.calib_seq_len}), pangu build, "
+          "save (target <= 1.2)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        parent = _parent(shape)
+        parent_mb = sum(p.numel() * p.element_size() for p in parent.parameters()) / 2**20
+        parent.save_pretrained(tmp)
+        del parent
+        for name in ("half", "third"):
+            for streamed in (True, False):
+                m = memory(tmp, name, args.quick, args.calib_samples, args.calib_seq_len,
+                           streamed)
+                label = "streamed" if streamed else "resident"
+                print(f"    {name:5s} {label:8s} ratio {m['process_peak'] / parent_mb:.2f}  "
+                      f"(after open {m['opened'] / parent_mb:.2f}, importance "
+                      f"{m['importance_peak'] / parent_mb:.2f}, build "
+                      f"{m['build_peak'] / parent_mb:.2f}); MB: parent {parent_mb:.0f}, "
+                      f"candidate {m['candidate_mb']:.0f}, process before the parent "
+                      f"{m['baseline']:.0f}", flush=True)
+    print("    (streamed: open_streamed reads each layer's matrices when needed; resident: "
+          "load_model holds the whole parent)")
 
 
 def main() -> None:
@@ -165,21 +183,7 @@ def main() -> None:
     if not args.skip_timing:
         build_and_importance_time(shape, args)
     if not args.skip_memory:
-        print("\n(b) peak RSS / parent weight bytes, fresh process: parent resident, then "
-              f"importance ({args.calib_samples}x{args.calib_seq_len}) + pangu build "
-              "(target <= 1.5)")
-        for name in ("half", "third"):
-            m = memory(shape, name, args.quick, args.calib_samples, args.calib_seq_len)
-            parent_mb = m["parent_mb"]
-            floor = (m["baseline"] + parent_mb + m["candidate_mb"]) / parent_mb
-            print(f"    {name:5s} ratio {m['pruning_peak'] / parent_mb:.2f} during pruning "
-                  f"(importance alone {m['importance_peak'] / parent_mb:.2f}); whole process "
-                  f"{m['process_peak'] / parent_mb:.2f} incl. building the random parent", flush=True)
-            print(f"          MB: parent {parent_mb:.0f}, candidate {m['candidate_mb']:.0f}, "
-                  f"process before the parent {m['baseline']:.0f}, with parent "
-                  f"{m['with_parent']:.0f}, peak while building the parent "
-                  f"{m['construction_peak']:.0f}; floor (process + parent + candidate) / parent "
-                  f"= {floor:.2f}", flush=True)
+        memory_ratios(shape, args)
     if not args.skip_absorb:
         absorb_speed(args.repeats * 3)
 
@@ -223,10 +227,10 @@ def build_and_importance_time(shape: dict, args) -> None:
         with torch.inference_mode():
             parent(input_ids=x512, use_cache=False)
 
-    half = _candidate_arch(parent, "half", args.quick)
+    half = _candidate_arch(family.arch_from_config(parent.config), "half", args.quick)
     builds = {
         f"half  {name}": (half, Recipe.preset(name)) for name in ("pangu", "minitron")}
-    builds["third pangu"] = (_candidate_arch(parent, "third", args.quick), Recipe.preset("pangu"))
+    builds["third pangu"] = (_candidate_arch(family.arch_from_config(parent.config), "third", args.quick), Recipe.preset("pangu"))
     builds["half  pangu+act"] = (half, Recipe.preset("pangu", slnp="act"))
     times: dict[str, list[float]] = {"forward": []}
     for repeat in range(args.repeats + 1):  # the first round is the warm-up

@@ -1,4 +1,4 @@
-"""Does the Pangu Light re-initialization beat plain slicing here? (METHOD.md section 6)
+"""Does the Pangu Light re-initialization beat plain slicing here? (docs/method.md section 6)
 
 On the built-in parent, for two target shapes (depth-heavy and joint), every recipe
 variant is built from the same importance scores, then KD-retrained with the same data

@@ -2,4 +2,5 @@ import sys
 
 from plsearch.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # spawned worker processes import this module too
+    sys.exit(main())

@@ -8,7 +8,8 @@ is atomic; a killed process leaves only dot-names ending in ``.tmp``).
 
 Final modes follow the umask like an ordinary open() or mkdir: files 0o666 & ~umask,
 folders 0o777 & ~umask, not the 0600 / 0700 of mkstemp / mkdtemp, which other users of
-a shared cluster cannot read.
+a shared cluster cannot read; ``new_dir`` gives every file written into the folder the
+same modes (safetensors writes 0600).
 
     write_text(run_dir / "run.json", json.dumps(data))
     write_file(path, lambda tmp: save_file(tensors, tmp))
@@ -22,6 +23,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,7 +73,7 @@ def new_dir(out: str | Path, *, replace_empty: bool = True) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(**_temp_args(out)))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
+        _umask_modes(tmp)
         if out.exists() or out.is_symlink():
             if not replace_empty:
                 raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(out))
@@ -80,6 +82,22 @@ def new_dir(out: str | Path, *, replace_empty: bool = True) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _umask_modes(folder: Path) -> None:
+    """Give ``folder`` and everything written into it the modes of an ordinary open() /
+    mkdir under the umask: writers such as safetensors' save_file create 0600 files,
+    which the rest of a group could not read. Execute bits of files are kept."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                executable = stat.S_IMODE(os.stat(path).st_mode) & 0o111
+                os.chmod(path, (0o666 | executable) & ~mask)
 
 
 def _temp_args(path: Path) -> dict[str, Any]:

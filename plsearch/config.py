@@ -11,6 +11,7 @@ out-of-range values of a whole file become one ConfigError listing them all.
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,17 @@ from plsearch.errors import ConfigError
 __all__ = [
     "Alignment",
     "DeviceProfile",
+    "Peak",
     "Workload",
     "configs_dir",
+    "data_dir",
     "device_profile_path",
+    "latency_db_dirs",
     "load_dataclass",
     "load_device_profile",
     "read_yaml",
     "shipped_yaml",
+    "user_latency_dir",
 ]
 
 DeviceKind = Literal["cpu", "cuda", "npu"]
@@ -53,6 +58,18 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class Peak:
+    """Published peak figures of the device, for the ``analytic`` latency table only."""
+
+    compute_tflops: float  # dense matmul peak in the profile's dtype (no sparsity)
+    memory_bandwidth_gbs: float  # device memory bandwidth, GB/s (1e9 bytes/s)
+    source: str  # where the figures come from (datasheet, report), written on every row
+
+
+Engine = Literal["hf-generate", "loop"]
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """A device kind, its dtype and alignment, and the workload tokens/s is measured on."""
 
@@ -65,6 +82,12 @@ class DeviceProfile:
     # shared machine's other processes do not inflate; needs threads: 1).
     cpu_clock: Literal["wall", "thread"] = "wall"
     description: str = ""
+    # What defines tokens/s: transformers generate() (greedy, KV cache, exactly
+    # generated_len new tokens) or a bare forward loop; profiling, prediction and every
+    # measurement of a candidate use it.
+    engine: Engine = "hf-generate"
+    attn_implementation: str = "sdpa"  # HF attention implementation of every timed model
+    peak: Peak | None = None  # published peaks: the analytic table when no rows are measured
     alignment: Alignment = dataclasses.field(default_factory=Alignment)
     workload: Workload = dataclasses.field(default_factory=Workload)
 
@@ -73,9 +96,38 @@ class DeviceProfile:
         return dataclasses.asdict(self.alignment)
 
 
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def data_dir(name: str) -> Path:
+    """A data folder shipped with plsearch (``configs``, ``latency_db``): plsearch/<name>
+    in an installed wheel (pyproject.toml maps it in as package data), else the source
+    checkout's top-level <name>/."""
+    installed = _PACKAGE / name
+    return installed if installed.is_dir() else _PACKAGE.parent / name
+
+
 def configs_dir() -> Path:
-    """The repository's configs/ folder (next to the plsearch package)."""
-    return Path(__file__).resolve().parent.parent / "configs"
+    """The shipped configs/ folder (spaces, device profiles); see ``data_dir``."""
+    return data_dir("configs")
+
+
+def user_latency_dir() -> Path:
+    """Where `plsearch profile-npu` writes the tables it measures: the checkout's
+    latency_db/ when plsearch runs from a source tree, else
+    $XDG_DATA_HOME/plsearch/latency_db (~/.local/share/plsearch/latency_db)."""
+    checkout = _PACKAGE.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "latency_db").is_dir():
+        return checkout / "latency_db"
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "plsearch" / "latency_db"
+
+
+def latency_db_dirs() -> list[Path]:
+    """Folders searched for a device's table, in order: the user's, then the shipped."""
+    folders = [user_latency_dir(), data_dir("latency_db")]
+    return [f for i, f in enumerate(folders) if f.resolve() not in
+            [g.resolve() for g in folders[:i]]]
 
 
 def shipped_yaml(name_or_path: str | Path, folder: str, what: str, noun: str) -> Path:
@@ -124,6 +176,14 @@ def load_device_profile(path: str | Path) -> DeviceProfile:
             f"{path}: cpu_clock: thread only times one thread, but threads is "
             f"{profile.threads}; set threads: 1 or cpu_clock: wall; fix the file"
         )
+    peak = profile.peak
+    if peak is not None:
+        bad = [f"peak.{k} must be a positive number, got {v!r}"
+               for k, v in (("compute_tflops", peak.compute_tflops),
+                            ("memory_bandwidth_gbs", peak.memory_bandwidth_gbs))
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0]
+        if bad:
+            raise ConfigError(f"{path}: " + "; ".join(bad) + "; fix the file")
     return profile
 
 

@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true",
                    help="continue the previous (interrupted) demo instead of starting over")
+    # The same path on other inputs (tests/test_demo.py runs it on a tiny parent and space).
+    p.add_argument("--model", help="parent folder (default: the built-in parent)")
+    p.add_argument("--space", help="search space (default: the shipped default space)")
+    p.add_argument("--device-profile", default=PROFILE, help="device profile (default: cpu)")
+    p.add_argument("--latency-db", help="latency table (default: this machine's, profiled "
+                   "first when missing)")
     args = p.parse_args(argv)
     start = time.monotonic()
     os.environ.setdefault("TQDM_DISABLE", "1")  # per-load progress bars bury the demo's lines
@@ -60,15 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     from plsearch.errors import LatencyTableError
     from plsearch.search.pipeline import load_latency
 
-    profile = load_device_profile(PROFILE)
-    space = str(configs_dir() / "search" / "default.yaml")
+    profile = load_device_profile(args.device_profile)
+    space = args.space or str(configs_dir() / "search" / "default.yaml")
     try:
-        latency = load_latency(profile)
+        latency = load_latency(profile, args.latency_db)
         _step(f"latency table {latency.table_path} matches this machine: no profiling needed")
     except LatencyTableError as exc:
         _step(f"{exc}\n== profiling this machine first (quick grid over the default space)")
-        code = cli(["profile-npu", "--device", "cpu", "--device-profile", PROFILE, "--quick",
-                    "--space", space, "--seed", str(args.seed)])
+        code = cli(["profile-npu", "--device", "cpu", "--device-profile", args.device_profile,
+                    "--quick", "--space", space, "--seed", str(args.seed)])
         if code:
             return code
     _step(f"{time.monotonic() - start:.0f} s so far")
@@ -79,9 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         _step(f"report's ablation panel: {copied} (bench/reinit_ablation.py on this parent)")
     elapsed = time.monotonic() - start
     timeout = max(60, DEMO_SECONDS - RESERVED_AFTER_TRIALS - elapsed - 60)  # 60: loading
+    inputs = [*(["--model", args.model] if args.model else []),
+              *(["--latency-db", args.latency_db] if args.latency_db else [])]
     code = cli(["search", "--budget", args.budget, "--space", space, "--device-profile",
-                PROFILE, "--trials", str(args.trials), "--timeout", f"{timeout:.0f}",
-                "--out", str(out), "--study", "demo", "--seed", str(args.seed)])
+                args.device_profile, "--trials", str(args.trials), "--timeout",
+                f"{timeout:.0f}", "--run", str(out), "--study", "demo", "--seed",
+                str(args.seed), *inputs])
     if code:
         return code
 
@@ -89,12 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     best = out / "best"
     if best.exists():
         shutil.rmtree(best)
-    code = cli(["export", "--out-dir", str(out), "--best-for", args.budget, "--out", str(best)])
+    code = cli(["export", "--run", str(out), "--best-for", args.budget, "--out", str(best)])
     if code:
         return code
 
     # 4. the measured speed-up of the exported model, in this same run
-    ratio = measure_speedup(best, profile)
+    ratio = measure_speedup(best, profile, parent=args.model)
     _step(f"exported model {ratio['exported']:,.0f} tokens/s vs parent {ratio['parent']:,.0f} "
           f"tokens/s on {profile.name} (batch {profile.workload.batch_size}, prompt "
           f"{profile.workload.prompt_len}, {profile.workload.generated_len} generated): "
@@ -120,7 +129,8 @@ def copy_ablation(out: Path) -> Path | None:
     return shipped / "ablation.csv"
 
 
-def measure_speedup(exported: Path, profile, rounds: int = 3) -> dict[str, float]:
+def measure_speedup(exported: Path, profile, rounds: int = 3,
+                    parent: str | None = None) -> dict[str, float]:
     """Median tokens/s of the exported model and the parent, measured alternately."""
     import json
     import statistics
@@ -129,7 +139,7 @@ def measure_speedup(exported: Path, profile, rounds: int = 3) -> dict[str, float
     from plsearch.search.pipeline import measure_tokens_per_s
 
     model, _, _ = load_model(exported)
-    parent, _, _ = load_model(None)
+    parent, _, _ = load_model(parent)
     speeds: dict[str, list[float]] = {"exported": [], "parent": []}
     for _ in range(rounds):  # alternate, so drift on a shared machine hits both alike
         speeds["parent"].append(measure_tokens_per_s(parent, profile, repeats=3))

@@ -1,10 +1,15 @@
-"""Recovery by online knowledge distillation (METHOD.md section 5).
+"""Recovery by online knowledge distillation (docs/method.md section 5).
 
 The student (a pruned candidate) learns the teacher's (its parent's) next-token
 distributions on the same batch: loss = tau^2 * KL(p_teacher || p_student) at temperature
 tau, optionally mixed with plain next-token cross-entropy. AdamW with linear warm-up and
 cosine decay, gradient clipping and accumulation, bf16 autocast on accelerators that
 support it. `kd_retrain` is one linear loop: setup, loss step, explicit loop, result.
+
+Under torchrun (plsearch.distributed) the same call trains data-parallel: every rank
+takes its equal share of the rows of each batch, so the global batch, the loss curve and
+the updates are those of one process (gradients are averaged by FSDP2); the curve's
+losses are averaged over ranks.
 
     result = kd_retrain(student, teacher, batches, KDConfig(steps=200), seed=0)
     result.curve[-1]  # {"step": 200, "tokens": ..., "kd_loss": ..., "ce_loss": ..., "lr": ...}
@@ -28,7 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from plsearch import atomic
+from plsearch import atomic, distributed
 from plsearch.errors import ConfigError, TrainingDivergedError
 
 logger = logging.getLogger(__name__)
@@ -153,12 +158,13 @@ def kd_eval(student, teacher, batches: Iterable[torch.Tensor], tau: float = 1.0)
     total, n = 0.0, 0
     try:
         for batch in batches:
-            batch = batch.to(device)
+            batch = _rows_of_this_rank(batch).to(device)
             total += float(kd_loss(student(input_ids=batch).logits,
                                    teacher(input_ids=batch).logits, tau))
             n += 1
     finally:
         student.train(was_training)
+    (total,) = _mean_over_ranks(total)
     return total / max(n, 1)
 
 
@@ -178,6 +184,9 @@ def kd_retrain(student, teacher, batches: Batches, config: KDConfig, seed: int,
     """
     # --- setup
     torch.manual_seed(seed)
+    if checkpoint_dir is not None and distributed.is_distributed():
+        raise ConfigError("KD checkpoints are not written under torchrun yet; drop "
+                          "--checkpoint-every or run one process")
     device = _device_of(student)
     autocast = _autocast(device, config.bf16)
     teacher.eval()  # its forward runs under no_grad: no graph, no gradients
@@ -209,13 +218,15 @@ def kd_retrain(student, teacher, batches: Batches, config: KDConfig, seed: int,
         lr = lr_at(step, total_steps, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        kd_sum, ce_sum, tokens = 0.0, 0.0, 0
+        kd_sum, ce_sum, loss_sum, tokens = 0.0, 0.0, 0.0, 0
         for _ in range(config.grad_accum):
-            batch = _take(next_batch, step).to(device)  # (B, T)
+            batch = _take(next_batch, step)  # (B, T), the global batch
+            tokens += batch.numel()
+            batch = _rows_of_this_rank(batch).to(device)  # (B / world, T)
             with torch.no_grad(), autocast():
-                teacher_logits = teacher(input_ids=batch).logits  # (B, T, V)
+                teacher_logits = teacher(input_ids=batch).logits  # (b, T, V)
             with autocast():
-                student_logits = student(input_ids=batch).logits  # (B, T, V)
+                student_logits = student(input_ids=batch).logits  # (b, T, V)
             kd = kd_loss(student_logits, teacher_logits, config.temperature)
             if w > 0:
                 ce = next_token_ce(student_logits, batch)
@@ -225,16 +236,18 @@ def kd_retrain(student, teacher, batches: Batches, config: KDConfig, seed: int,
                     ce = next_token_ce(student_logits.detach(), batch)
                 loss = kd
             loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise TrainingDivergedError(
-                    f"KD loss became {loss_value} at step {step} (lr {lr:.3g}); lower the "
-                    "learning rate or check the student and teacher weights for NaN/inf")
+            if not math.isfinite(loss_value) and not distributed.is_distributed():
+                _diverged(loss_value, step, lr)
             (loss / config.grad_accum).backward()
             kd_sum += float(kd.detach())
             ce_sum += float(ce.detach())
-            tokens += batch.numel()
+            loss_sum += loss_value
+        kd_sum, ce_sum, loss_sum = _mean_over_ranks(kd_sum, ce_sum, loss_sum)
+        if not math.isfinite(loss_sum):  # every rank sees the same mean: all stop together
+            _diverged(loss_sum / config.grad_accum, step, lr)
         if config.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
             if not torch.isfinite(norm):
                 raise TrainingDivergedError(
                     f"gradient norm became {float(norm)} at step {step} (lr {lr:.3g}); "
@@ -262,6 +275,32 @@ def kd_retrain(student, teacher, batches: Batches, config: KDConfig, seed: int,
                 state["curve"][-1]["kd_loss"] if state["curve"] else float("nan"))
     return KDResult(curve=state["curve"], steps=state["step"], tokens=state["tokens"],
                     seconds=state["seconds"], config=config)
+
+
+def _diverged(value: float, step: int, lr: float):
+    raise TrainingDivergedError(
+        f"KD loss became {value} at step {step} (lr {lr:.3g}); lower the learning rate or "
+        "check the student and teacher weights for NaN/inf")
+
+
+def _rows_of_this_rank(batch: torch.Tensor) -> torch.Tensor:
+    """This rank's equal share of the batch rows (all of them in one process)."""
+    world = distributed.world_size()
+    if world == 1:
+        return batch
+    if batch.shape[0] % world:
+        raise ConfigError(f"a batch of {batch.shape[0]} rows cannot be split evenly over "
+                          f"{world} ranks; use a batch size that is a multiple of {world}")
+    return batch.tensor_split(world)[distributed.rank()]
+
+
+def _mean_over_ranks(*values: float) -> list[float]:
+    """Each value averaged over ranks (unchanged in one process)."""
+    world = distributed.world_size()
+    if world == 1:
+        return list(values)
+    total = distributed.all_reduce_sum(torch.tensor(values, dtype=torch.float64))
+    return [float(v) / world for v in total]
 
 
 def write_loss_curve(result: KDResult, path: Path) -> None:

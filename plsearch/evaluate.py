@@ -23,14 +23,18 @@ from pathlib import Path
 
 import torch
 
+from plsearch import distributed
 from plsearch.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_TASKS", "TASK_DIR", "evaluate", "local_task_names", "perplexity"]
+__all__ = ["DEFAULT_TASKS", "TASK_DIR", "Z95", "evaluate", "interval95", "local_task_names",
+           "perplexity"]
 
 TASK_DIR = Path(__file__).parent / "tasks"  # package data: YAML tasks + utils.py
 DEFAULT_TASKS = ("plsearch_skills", "plsearch_text")
+STDERR_BOOTSTRAP_ITERS = 100  # lm-eval's bootstrap draws for metrics with no closed form
+Z95 = 1.959964  # two-sided 95% normal quantile: interval = value +- Z95 * stderr
 
 
 def evaluate(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, limit: int | None = None,
@@ -39,7 +43,9 @@ def evaluate(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, limit: int 
              progress: bool = True) -> dict[str, dict[str, float]]:
     """{task or group: {metric: value}} for `model` on lm-eval `tasks`.
 
-    Metric names drop lm-eval's filter suffix (",none"); every entry also has "samples",
+    Metric names drop lm-eval's filter suffix (",none"). Each metric with a standard
+    error comes with "<metric>_stderr" (lm-eval's: sd / sqrt(n) for accuracy, pooled over
+    a group's tasks); `interval95` turns it into a 95% interval. Every entry also has "samples",
     the number of documents scored (so a `limit` is recorded next to the score).
     `seed` seeds python, numpy and torch (globally, as lm-eval does) and the few-shot
     sampler. The model runs in eval mode and is given back in its former mode.
@@ -107,8 +113,10 @@ def _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size, prog
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)
         task.set_fewshot_seed(seed=seed)  # simple_evaluate's fewshot_random_seed
-    return lm_eval_evaluate(lm=lm, task_dict=loaded, limit=limit, bootstrap_iters=0,
-                            log_samples=False)
+    # bootstrap_iters > 0 turns lm-eval's standard errors on: mean metrics (acc) get the
+    # closed form sd / sqrt(n) at no cost; only metrics without one are bootstrapped.
+    return lm_eval_evaluate(lm=lm, task_dict=loaded, limit=limit,
+                            bootstrap_iters=STDERR_BOOTSTRAP_ITERS, log_samples=False)
 
 
 def _hflm(model, tokenizer, batch_size: int, quiet: bool = False):
@@ -165,7 +173,10 @@ def _check_names(tasks: list[str], manager) -> None:
 
 
 def _flatten(output: dict) -> dict[str, dict[str, float]]:
-    """lm-eval's results -> {name: {metric: value, "samples": n}} without stderr/alias."""
+    """lm-eval's results -> {name: {metric: value, metric_stderr: se, "samples": n}}.
+
+    A stderr lm-eval could not compute ("N/A", e.g. one document) is left out, never 0.
+    """
     samples = {name: n["effective"] for name, n in output.get("n-samples", {}).items()}
     groups = output.get("group_subtasks", {})
     scores: dict[str, dict[str, float]] = {}
@@ -173,7 +184,7 @@ def _flatten(output: dict) -> dict[str, dict[str, float]]:
         metrics = {}
         for key, value in row.items():
             metric, _, _filter = key.partition(",")
-            if not _filter or "_stderr" in metric or not isinstance(value, (int, float)):
+            if not _filter or not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
             metrics[metric] = float(value)
         if name in groups:
@@ -182,6 +193,11 @@ def _flatten(output: dict) -> dict[str, dict[str, float]]:
             metrics["samples"] = samples.get(name, 0)
         scores[name] = metrics
     return scores
+
+
+def interval95(value: float, stderr: float) -> tuple[float, float]:
+    """The normal-approximation 95% interval value +- 1.96 stderr."""
+    return value - Z95 * stderr, value + Z95 * stderr
 
 
 # ---------------------------------------------------------------- perplexity
@@ -194,6 +210,7 @@ def perplexity(model, tokenizer, texts: Iterable[str], seq_len: int = 256,
 
     Every text is cut into windows of seq_len + 1 tokens that overlap by one token, so
     each token after the first is predicted exactly once, with at most seq_len of context.
+    Under torchrun the windows are shared out over the ranks and the sums added up.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -205,18 +222,19 @@ def perplexity(model, tokenizer, texts: Iterable[str], seq_len: int = 256,
         windows += [ids[s : s + seq_len + 1] for s in range(0, len(ids) - 1, seq_len)]
     windows = [w for w in windows if len(w) >= 2]
     windows.sort(key=len)  # similar lengths batch with little padding
+    # Under torchrun each rank scores every world-th chunk; the sums are added up.
+    chunks = [windows[s : s + batch_size] for s in range(0, len(windows), batch_size)]
+    rank, world = distributed.rank(), distributed.world_size()
+    mine = chunks[rank::world]
+    if distributed.is_sharded(model) and chunks:  # every rank runs as many forwards (FSDP)
+        mine += [None] * (-(-len(chunks) // world) - len(mine))
     nll, count = 0.0, 0
     try:
-        for start in range(0, len(windows), batch_size):
-            chunk = windows[start : start + batch_size]
-            width = max(map(len, chunk))
-            ids = torch.zeros(len(chunk), width, dtype=torch.long)  # (B, W)
-            mask = torch.zeros(len(chunk), width, dtype=torch.long)
-            for row, w in enumerate(chunk):
-                ids[row, : len(w)] = torch.tensor(w)
-                mask[row, : len(w)] = 1
-            ids, mask = ids.to(device), mask.to(device)
+        for chunk in mine:
+            ids, mask = _padded(chunk or chunks[0], device)  # (B, W) each
             logits = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1]).logits
+            if chunk is None:  # a padding forward: not counted
+                continue
             targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)  # (B, W-1)
             nll += float(torch.nn.functional.cross_entropy(
                 logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100,
@@ -224,6 +242,20 @@ def perplexity(model, tokenizer, texts: Iterable[str], seq_len: int = 256,
             count += int(mask[:, 1:].sum())
     finally:
         model.train(was_training)
+    if world > 1:
+        nll, count = distributed.all_reduce_sum(torch.tensor([nll, count], dtype=torch.float64,
+                                                             device=device)).tolist()
     if count == 0:
         raise ConfigError("perplexity needs at least one text of two or more tokens")
     return math.exp(nll / count)
+
+
+def _padded(chunk: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token windows right-padded with 0 to the longest: (ids, mask), both (B, W)."""
+    width = max(map(len, chunk))
+    ids = torch.zeros(len(chunk), width, dtype=torch.long)
+    mask = torch.zeros(len(chunk), width, dtype=torch.long)
+    for row, w in enumerate(chunk):
+        ids[row, : len(w)] = torch.tensor(w)
+        mask[row, : len(w)] = 1
+    return ids.to(device), mask.to(device)

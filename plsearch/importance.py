@@ -1,6 +1,6 @@
 """Activation importance of a parent model: one calibration pass, float32, cached on disk.
 
-    imp = compute_importance(model, batches, key=ImportanceKey(...))   # METHOD.md sec. 1
+    imp = compute_importance(model, batches, key=ImportanceKey(...))   # docs/method.md sec. 1
     imp.channel          # (d,)      S_ch: sum over hidden-size norms of mean |norm output|
     imp.head             # (L, n_q)  S_head: mean L2 norm of each head's output (o_proj input)
     imp.kv_group         # (L, n_kv) S_kv: sum of S_head over the heads sharing a KV group
@@ -12,6 +12,10 @@ with small hook objects that are always removed. Statistics are summed in float3
 divided by the token count at the end. With a key, the result is stored as one
 safetensors file (tensors + JSON metadata in its header) under the cache directory and a
 second call with the same key loads it without running the model.
+
+Under torchrun the micro-batches are shared out over the ranks (data-parallel, on a
+replicated or an FSDP2-sharded model) and the sums are added up before the means, so the
+result equals one process's (up to float32 summation order); rank 0 owns the cache.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plsearch import atomic
+from plsearch import atomic, distributed
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ class ImportanceKey:
 
 @dataclass(frozen=True)
 class Importance:
-    """Importance scores of one parent (METHOD.md section 1); larger = more important."""
+    """Importance scores of one parent (docs/method.md section 1); larger = more important."""
 
     channel: torch.Tensor  # (d,) float32
     head: torch.Tensor  # (L, n_q)
@@ -161,14 +165,15 @@ def compute_importance(
     batch_size: int = 8,
     progress: bool = False,
 ) -> Importance:
-    """Importance of ``model`` over calibration token batches (METHOD.md section 1).
+    """Importance of ``model`` over calibration token batches (docs/method.md section 1).
 
     ``batches``: a LongTensor (N, T), split into micro-batches of ``batch_size`` rows; or an
     iterable of (B, T) LongTensors; or a callable returning either (called only on a cache
     miss, so a cache hit never tokenizes data). With ``key`` the result is cached.
     """
     if key is not None:
-        cached = load_cached_importance(key, cache_dir)
+        cached = load_cached_importance(key, cache_dir) if distributed.is_main() else None
+        cached = distributed.broadcast_object(cached)  # rank 0's cache decides for all
         if cached is not None:
             return cached
     from plsearch.families import get_family
@@ -177,22 +182,59 @@ def compute_importance(
     if callable(batches) and not isinstance(batches, torch.Tensor):
         batches = batches()
     micro_batches = list(_micro_batches(batches, batch_size))
+    if not micro_batches:
+        raise ValueError("compute_importance got no calibration batches")
+    # Under torchrun each rank takes every world-th micro-batch; sums are added up below.
+    rank, world = distributed.rank(), distributed.world_size()
+    mine = micro_batches[rank::world]
     device = next(model.parameters()).device
-    decoder = family.decoder(model)
+    forward = _decoder_forward(model, family)
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), _importance_hooks(model, family) as hooks:
-            for batch in _progress(micro_batches, progress, "importance"):
-                decoder(input_ids=batch.to(device), use_cache=False)
+        with torch.inference_mode():
+            with _importance_hooks(model, family) as hooks:
+                for batch in _progress(mine, progress and distributed.is_main(), "importance"):
+                    forward(batch.to(device))
+            if distributed.is_sharded(model):  # every rank runs as many forwards (FSDP)
+                for _ in range(-(-len(micro_batches) // world) - len(mine)):
+                    forward(micro_batches[0].to(device))  # no hooks: not counted
+            _sum_over_ranks(hooks)
     finally:
         model.train(was_training)
     importance = hooks.result(model.config.model_type, key)
-    if key is not None:
+    if key is not None and distributed.is_main():
         path = importance_cache_path(key, cache_dir)
         importance.save(path)
         logger.info("importance cached at %s", path)
     return importance
+
+
+def _decoder_forward(model: nn.Module, family) -> Callable[[torch.Tensor], object]:
+    """One calibration forward. The decoder alone needs no logits; a model sharded with
+    FSDP2 must be entered at its root (which gathers the embeddings), so it runs whole
+    with logits for the last position only."""
+    if distributed.is_sharded(model):
+        return lambda ids: model(input_ids=ids, use_cache=False, logits_to_keep=1)
+    decoder = family.decoder(model)
+    return lambda ids: decoder(input_ids=ids, use_cache=False)
+
+
+def _sum_over_ranks(hooks: _ImportanceHooks) -> None:
+    """Every collector's sums (and token counts) added up over ranks, in place."""
+    if distributed.world_size() == 1:
+        return
+    totals = ([hooks.channel] + [h.total for h in hooks.heads]
+              + [n.total for n in hooks.neurons] + [b.total for b in hooks.blocks])
+    tokens = torch.tensor([b.tokens for b in hooks.blocks], dtype=torch.float64)
+    flat = torch.cat([t.reshape(-1).double() for t in totals] + [tokens.to(hooks.channel.device)])
+    distributed.all_reduce_sum(flat)
+    offset = 0
+    for t in totals:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+    for b, count in zip(hooks.blocks, flat[offset:].tolist()):
+        b.tokens = int(count)
 
 
 # ---- hooks ------------------------------------------------------------------------------

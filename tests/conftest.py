@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+pytest_plugins = ["ci_required"]  # tests/ci_required.py: under CI=true, no silent skips
+
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():

@@ -146,3 +146,21 @@ def test_new_dir_temp_matches_partial_candidate_glob(tmp_path):
     """search.run removes `.trial-*.tmp` folders a killed process left behind."""
     with atomic.new_dir(tmp_path / "trial-0007") as tmp:
         assert [p.name for p in tmp_path.glob(".trial-*.tmp")] == [tmp.name]
+
+
+def test_new_dir_gives_written_files_umask_modes(tmp_path, umask):
+    """save_pretrained writes model.safetensors 0600; the saved folder is group-readable
+    under umask 022 like any other output (issue 15)."""
+    from plsearch.families.testing import tiny_model
+
+    file_mode, dir_mode = umask
+    with atomic.new_dir(tmp_path / "m") as tmp:
+        tiny_model("qwen3").save_pretrained(tmp)
+        (tmp / "sub").mkdir(mode=0o700)
+        (tmp / "sub" / "run.sh").write_text("#!/bin/sh\n")
+        os.chmod(tmp / "sub" / "run.sh", 0o700)
+    out = tmp_path / "m"
+    assert _mode(out / "model.safetensors") == file_mode
+    assert _mode(out / "config.json") == file_mode
+    assert _mode(out / "sub") == dir_mode
+    assert _mode(out / "sub" / "run.sh") == file_mode | 0o100  # its execute bit is kept

@@ -57,10 +57,13 @@ def test_evaluate_returns_each_task_and_the_group(model, tokenizer, heldout_dir)
                       seed=0, batch_size=8, heldout_dir=heldout_dir)
     assert set(scores) == SKILL_TASKS | {"plsearch_skills", "plsearch_text"}
     for task in SKILL_TASKS:
-        assert set(scores[task]) == {"acc", "samples"}
-        assert 0.0 <= scores[task]["acc"] <= 1.0 and scores[task]["samples"] == 4
-    assert scores["plsearch_skills"]["samples"] == 16
-    group_acc = sum(scores[t]["acc"] for t in SKILL_TASKS) / 4
+        assert set(scores[task]) == {"acc", "acc_stderr", "samples"}
+        acc = scores[task]["acc"]
+        assert 0.0 <= acc <= 1.0 and scores[task]["samples"] == 4
+        # lm-eval's closed form: sample sd (n - 1) / sqrt(n) = sqrt(p (1 - p) / (n - 1))
+        assert scores[task]["acc_stderr"] == pytest.approx(math.sqrt(acc * (1 - acc) / 3))
+    assert scores["plsearch_skills"]["samples"] == 4 * len(SKILL_TASKS)
+    group_acc = sum(scores[t]["acc"] for t in SKILL_TASKS) / len(SKILL_TASKS)
     assert scores["plsearch_skills"]["acc"] == pytest.approx(group_acc)
     text = scores["plsearch_text"]
     assert set(text) == {"word_perplexity", "byte_perplexity", "bits_per_byte", "samples"}

@@ -1,4 +1,4 @@
-"""Importance: METHOD.md section 1 on tiny models of every family, hooks, determinism, cache."""
+"""Importance: docs/method.md section 1 on tiny models of every family, hooks, determinism, cache."""
 
 from __future__ import annotations
 

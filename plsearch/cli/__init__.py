@@ -30,6 +30,12 @@ COMMAND_MODULES = [
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        from plsearch.cli.common import HelpFormatter
+
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # argparse's own errors: one line, exit 2
         self.exit(2, f"plsearch: error: {message} (see `{self.prog} --help`)\n")
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from plsearch.cli.common import add_json_arg, add_model_args, torch_dtype
 from plsearch.errors import ConfigError, InvalidArchError, ModelLoadError
 
 _AXES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
@@ -15,15 +17,20 @@ _AXES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_val
 
 
 def register(sub) -> None:
-    from plsearch.prune import RECIPE_NAMES
+    from plsearch.prune.recipe import RECIPE_NAMES
 
     p = sub.add_parser("prune", help="build one pruned candidate (Pangu Light) from a parent")
     p.add_argument("--model", help="parent HF folder (default: the built-in parent)")
     p.add_argument("--out", required=True, help="new folder for the candidate")
+    add_model_args(p)
+    p.add_argument("--device-profile", metavar="YAML", help="device profile whose alignment "
+                   "the shape is checked against (default: the shipped one of --device)")
+    add_json_arg(p)
     shape = p.add_argument_group("target shape (omitted axes keep the parent's size)")
     shape.add_argument("--arch", metavar="ARCH.json", help="arch JSON (HF field names)")
     for axis in _AXES:
-        shape.add_argument(f"--{axis.replace('_', '-')}", type=int, metavar="N", dest=axis)
+        shape.add_argument(f"--{axis.replace('_', '-')}", type=int, metavar="N", dest=axis,
+                           help=f"target {axis} (default: the parent's)")
     steps = p.add_argument_group("recipe")
     steps.add_argument("--recipe", choices=RECIPE_NAMES, default="pangu",
                        help="preset (default pangu); the flags below override its pieces")
@@ -36,9 +43,11 @@ def register(sub) -> None:
     calib = p.add_argument_group("calibration")
     calib.add_argument("--calib-data", help=".txt/.jsonl file or offline HF dataset "
                        "(default: the built-in parent's training mix)")
-    calib.add_argument("--calib-samples", type=int, default=64, metavar="N")
-    calib.add_argument("--calib-seq-len", type=int, default=256, metavar="T")
-    calib.add_argument("--seed", type=int, default=0)
+    calib.add_argument("--calib-samples", type=int, default=64, metavar="N",
+                       help="calibration windows")
+    calib.add_argument("--calib-seq-len", type=int, default=256, metavar="T",
+                       help="tokens per calibration window")
+    calib.add_argument("--seed", type=int, default=0, help="which windows are drawn")
     calib.add_argument("--batch-size", type=int, default=8, help="sequences per forward")
     calib.add_argument("--cache-dir", help="importance cache (default "
                        "$PLSEARCH_CACHE/importance or ~/.cache/plsearch/importance)")
@@ -47,11 +56,12 @@ def register(sub) -> None:
 
 def cmd_prune(args) -> int:
     import torch
+    from transformers import AutoTokenizer
 
     from plsearch.data import data_id
     from plsearch.families import get_family
     from plsearch.importance import ImportanceKey, compute_importance
-    from plsearch.models import load_model, read_config, resolve_model_dir, weights_hash
+    from plsearch.models import read_config, resolve_model_dir, weights_hash
     from plsearch.prune import (
         Recipe,
         build_candidate,
@@ -59,6 +69,7 @@ def cmd_prune(args) -> int:
         check_out_dir,
         save_candidate,
     )
+    from plsearch.prune.stream import open_streamed
 
     # Everything that can be wrong is checked before any weight is read.
     check_out_dir(args.out)
@@ -71,8 +82,14 @@ def cmd_prune(args) -> int:
                            absorb_post_norm=args.absorb_post_norm)
     recipe = check_candidate(config, arch, recipe)
     _check_calibration(args, config, model_dir)
+    off = _off_alignment(arch, args)
+    if off:
+        print(f"plsearch: warning: {off}", file=sys.stderr)
 
-    model, tokenizer, _ = load_model(model_dir)
+    # The parent streams: its layer matrices are read from the safetensors files when a
+    # pass or the build needs them, so pruning never holds the whole parent.
+    model = open_streamed(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     key = ImportanceKey(parent_hash=weights_hash(model_dir), data=data_id(args.calib_data),
                         num_samples=args.calib_samples, seq_len=args.calib_seq_len,
                         seed=args.seed)
@@ -94,10 +111,38 @@ def cmd_prune(args) -> int:
         "seed": args.seed,
         "report": report.to_dict(),
     }
+    candidate = candidate.to(dtype=torch_dtype(args.dtype))  # pruning itself runs on the CPU
     out = save_candidate(candidate, tokenizer, args.out, meta)
     parent_params = sum(p.numel() for p in model.parameters())
+    if args.json:
+        print(json.dumps({"out": str(out), "parent_params": parent_params,
+                          "alignment_warning": off, **report.to_dict()}, default=str))
+        return 0
     _print_summary(out, report, parent_arch, parent_params)
     return 0
+
+
+def _off_alignment(arch, args) -> str | None:
+    """A sentence naming the axes of ``arch`` that are not multiples of the device
+    profile's alignment (such shapes run slower than the aligned neighbours), or None."""
+    from plsearch.cli.latency import DEFAULT_PROFILES
+    from plsearch.config import load_device_profile
+
+    if args.device_profile:
+        profile = load_device_profile(args.device_profile)
+    else:
+        from plsearch.latency.timers import resolve_device
+
+        profile = load_device_profile(DEFAULT_PROFILES[resolve_device(args.device)])
+    snapped = arch.aligned(**profile.align_kwargs())
+    off = [f"{name} {getattr(arch, name)} (aligned: {getattr(snapped, name)})"
+           for name in ("hidden_size", "intermediate_size", "num_key_value_heads",
+                        "num_attention_heads")
+           if getattr(arch, name) != getattr(snapped, name)]
+    if not off:
+        return None
+    return (f"{', '.join(off)} off the alignment of device profile {profile.name}; such "
+            "shapes run slower than aligned ones on that device")
 
 
 def _target_arch(args, parent_arch):

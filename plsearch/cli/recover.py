@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import shutil
@@ -12,7 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from plsearch import atomic
-from plsearch.errors import ConfigError, DeviceError, ModelLoadError
+from plsearch.cli.common import add_json_arg, add_model_args, torch_device, torch_dtype
+from plsearch.errors import ConfigError, ModelLoadError
 
 BUILTIN = "builtin"
 logger = logging.getLogger(__name__)
@@ -27,19 +30,25 @@ def register(sub) -> None:
     budget = d.add_mutually_exclusive_group(required=True)
     budget.add_argument("--steps", type=int, help="optimizer steps")
     budget.add_argument("--tokens", type=int, help="student input tokens")
-    d.add_argument("--lr", type=float, default=1e-3)
-    d.add_argument("--batch-size", type=int, default=8)
-    d.add_argument("--seq-len", type=int, default=128)
-    d.add_argument("--grad-accum", type=int, default=1)
-    d.add_argument("--temperature", type=float, default=1.0)
+    d.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    d.add_argument("--batch-size", type=int, default=8, help="sequences per micro-batch")
+    d.add_argument("--seq-len", type=int, default=128,
+                   help="tokens per sequence (at most the model's max_position_embeddings)")
+    d.add_argument("--grad-accum", type=int, default=1,
+                   help="micro-batches per optimizer step")
+    d.add_argument("--temperature", type=float, default=1.0, help="KD softmax temperature")
     d.add_argument("--ce-weight", type=float, default=0.0,
                    help="share of plain cross-entropy in the loss (0 = pure KD)")
     d.add_argument("--data", help="training text: .txt/.jsonl file or offline HF dataset "
                    "(default: the built-in parent's training mix)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", default="auto", help="cpu, cuda, npu or auto (default)")
+    d.add_argument("--seed", type=int, default=0, help="data order and initialisation")
+    add_model_args(d)
     d.add_argument("--checkpoint-every", type=int, default=0,
-                   help="save a resumable checkpoint in OUT.ckpt every N steps")
+                   help="save a resumable checkpoint in OUT.ckpt every N steps (0: never)")
+    add_json_arg(d)
+    d.add_argument("--activation-checkpointing", action="store_true",
+                   help="recompute the student's activations in the backward pass "
+                   "(less memory, about a third more compute)")
     d.set_defaults(func=cmd_distill)
 
     e = sub.add_parser("eval", help="score a model on lm-eval tasks (offline suite by default)")
@@ -47,9 +56,9 @@ def register(sub) -> None:
     e.add_argument("--tasks", default="plsearch_skills,plsearch_text",
                    help="comma-separated lm-eval tasks/groups (default: %(default)s)")
     e.add_argument("--limit", type=int, help="score at most N documents per task")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=int, default=32)
-    e.add_argument("--device", default="auto", help="cpu, cuda, npu or auto (default)")
+    e.add_argument("--seed", type=int, default=0, help="lm-eval's sampling seed")
+    e.add_argument("--batch-size", type=int, default=32, help="sequences per forward")
+    add_model_args(e)
     e.add_argument("--json", action="store_true",
                    help="print only {task: {metric: value}} as JSON on stdout")
     e.set_defaults(func=cmd_eval)
@@ -60,11 +69,14 @@ def register(sub) -> None:
 
 def cmd_distill(args) -> int:
     import numpy as np
+    import torch
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from plsearch import distributed  # torch: imported when the command runs
     from plsearch.data import sample_windows, token_stream
     from plsearch.distill import KDConfig, kd_retrain, write_loss_curve
-    from plsearch.models import load_model, resolve_model_dir, weights_hash
+    from plsearch.models import read_config, resolve_model_dir, weights_hash
 
     out = Path(args.out)
     if out.exists():
@@ -72,15 +84,33 @@ def cmd_distill(args) -> int:
     for name in ("batch_size", "seq_len"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+    say = functools.partial(print, file=sys.stderr if args.json else sys.stdout)
     config = KDConfig(steps=args.steps, tokens=args.tokens, lr=args.lr,
                       grad_accum=args.grad_accum, temperature=args.temperature,
                       ce_weight=args.ce_weight, checkpoint_every=args.checkpoint_every)
-    device = _device(args.device)
+    device = distributed.setup(torch_device(args.device))
+    # --dtype bfloat16: bf16 compute (autocast; under torchrun FSDP2 mixed precision over
+    # float32 master weights) and a bf16 teacher; float32: float32 throughout.
+    bf16 = args.dtype == "bfloat16"
+    config = dataclasses.replace(config, bf16=bf16)
     student_dir = resolve_model_dir(args.student)
+    limit = getattr(read_config(student_dir), "max_position_embeddings", None)
+    if limit and args.seq_len > limit:
+        raise ConfigError(f"--seq-len {args.seq_len} exceeds the student's "
+                          f"max_position_embeddings ({limit}); use a shorter length")
     record = _read_record(student_dir)
     teacher_ref = args.teacher or _recorded_parent(record, student_dir)
-    student, tokenizer, _ = load_model(student_dir)
-    teacher, teacher_tokenizer, teacher_dir = load_model(teacher_ref)
+    if args.batch_size % distributed.world_size():
+        raise ConfigError(f"--batch-size {args.batch_size} must be a multiple of the "
+                          f"{distributed.world_size()} ranks (each takes an equal share)")
+    # Under torchrun both are sharded (FSDP2), each rank reading only its shard.
+    param_dtype = torch.bfloat16 if bf16 and distributed.is_distributed() else None
+    student, tokenizer, _ = _load_for_kd(student_dir, device, None, param_dtype,
+                                         args.activation_checkpointing,
+                                         args.trust_remote_code)
+    teacher, teacher_tokenizer, teacher_dir = _load_for_kd(
+        teacher_ref, device, torch.bfloat16 if bf16 and device.type != "cpu" else None,
+        param_dtype, False, args.trust_remote_code)
     if not args.teacher:
         _check_parent_hash(record, teacher_dir)
     tokenizer = tokenizer or teacher_tokenizer
@@ -90,16 +120,17 @@ def cmd_distill(args) -> int:
     if student.config.vocab_size != teacher.config.vocab_size:
         raise ConfigError(f"student vocab {student.config.vocab_size} != teacher vocab "
                           f"{teacher.config.vocab_size}; distill from the student's own parent")
-    student.to(device)
-    teacher.to(device)
     stream = token_stream(tokenizer, args.data, seed=args.seed)
 
     def batch_at(i: int):
         seed = int(np.random.SeedSequence([args.seed, i]).generate_state(1)[0])
         return sample_windows(stream, args.batch_size, args.seq_len, seed)
 
-    print(f"distilling {teacher_dir} -> {student_dir} on {device} "
-          f"({'builtin mix' if args.data is None else args.data})")
+    main = distributed.is_main()
+    ranks = f" x {distributed.world_size()} ranks" if distributed.is_distributed() else ""
+    if main:
+        say(f"distilling {teacher_dir} -> {student_dir} on {device}{ranks} "
+            f"({'builtin mix' if args.data is None else args.data})")
     columns = (TextColumn("KD"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("kd {task.fields[kd]:.4f}"), TextColumn("{task.fields[tps]:.0f} tok/s"),
                TimeRemainingColumn())
@@ -107,9 +138,9 @@ def cmd_distill(args) -> int:
     total = args.steps or -(-args.tokens // per_step)
     checkpoint_dir = out.with_name(out.name + ".ckpt")
     if args.checkpoint_every and (checkpoint_dir / "state.json").exists():
-        print(f"resuming from the checkpoint in {checkpoint_dir}")
+        say(f"resuming from the checkpoint in {checkpoint_dir}")
     t0 = time.perf_counter()
-    with Progress(*columns) as bar:
+    with Progress(*columns, console=Console(stderr=args.json), disable=not main) as bar:
         task = bar.add_task("kd", total=total, kd=float("nan"), tps=0.0)
         done_here = []  # steps run by this process (a resumed run starts past 0)
 
@@ -118,9 +149,10 @@ def cmd_distill(args) -> int:
             tps = len(done_here) * per_step / max(time.perf_counter() - t0, 1e-9)
             bar.update(task, completed=row["step"], kd=row["kd_loss"], tps=tps)
 
-        result = kd_retrain(student, teacher, batch_at, config, seed=args.seed,
-                            checkpoint_dir=checkpoint_dir if args.checkpoint_every else None,
-                            on_step=on_step)
+        with distributed.collective("KD training"):
+            result = kd_retrain(student, teacher, batch_at, config, seed=args.seed,
+                                checkpoint_dir=checkpoint_dir if args.checkpoint_every else None,
+                                on_step=on_step)
     record["kd"] = {
         "teacher": str(teacher_ref), "teacher_weights_hash": weights_hash(teacher_dir),
         "student": str(student_dir), "seed": args.seed,
@@ -130,12 +162,51 @@ def cmd_distill(args) -> int:
         "kd_loss_first": result.curve[0]["kd_loss"], "kd_loss_final": result.final_kd_loss,
     }
     record.setdefault("parent", str(teacher_ref))
-    _write_model_folder(out, student, tokenizer, record, result, write_loss_curve)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    print(f"{result.steps} steps, {result.tokens:,} tokens in {result.seconds:.1f} s; "
-          f"KD loss {result.curve[0]['kd_loss']:.4f} -> {result.final_kd_loss:.4f}")
-    print(f"wrote {out} (loss curve: {out / 'loss_curve.csv'})")
+    if distributed.is_distributed():
+        record["kd"]["ranks"] = distributed.world_size()
+    if distributed.is_sharded(student):
+        state = distributed.full_state_dict(student)  # a collective: every rank takes part
+        student = distributed.unsharded_copy(student, state) if main else None
+    if main:  # only rank 0 writes; the others wait for it at the barrier
+        _write_model_folder(out, student, tokenizer, record, result, write_loss_curve)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    distributed.barrier()
+    distributed.shutdown()
+    if not main:
+        return 0
+    if args.json:
+        print(json.dumps({"out": str(out), **record["kd"]}))
+        return 0
+    say(f"{result.steps} steps, {result.tokens:,} tokens in {result.seconds:.1f} s; "
+        f"KD loss {result.curve[0]['kd_loss']:.4f} -> {result.final_kd_loss:.4f}")
+    say(f"wrote {out} (loss curve: {out / 'loss_curve.csv'})")
     return 0
+
+
+def _load_for_kd(ref, device, dtype, param_dtype, activation_checkpointing: bool,
+                 trust_remote_code: bool = False):
+    """(model on ``device``, tokenizer or None, folder); sharded under torchrun."""
+    import torch
+
+    from plsearch import distributed
+    from plsearch.models import load_model, resolve_model_dir
+
+    if not distributed.is_distributed():
+        model, tokenizer, model_dir = load_model(ref, dtype=dtype,
+                                                 trust_remote_code=trust_remote_code)
+        model = distributed.shard_model(model, device,
+                                        activation_checkpointing=activation_checkpointing)
+        return model, tokenizer, model_dir
+    from transformers import AutoTokenizer
+
+    model_dir = resolve_model_dir(ref)
+    model = distributed.load_sharded(model_dir, device, dtype=dtype or torch.float32,
+                                     param_dtype=param_dtype,
+                                     activation_checkpointing=activation_checkpointing)
+    tokenizer = None
+    if (model_dir / "tokenizer.json").exists() or (model_dir / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    return model, tokenizer, model_dir
 
 
 def _read_record(model_dir: Path) -> dict:
@@ -193,6 +264,7 @@ def _write_model_folder(out: Path, student, tokenizer, record, result, write_los
 
 
 def cmd_eval(args) -> int:
+    from plsearch import distributed  # torch: imported when the command runs
     from plsearch.evaluate import evaluate
     from plsearch.models import load_model
 
@@ -203,14 +275,19 @@ def cmd_eval(args) -> int:
     t0 = time.perf_counter()
     # lm-eval and transformers print to stdout in places; keep stdout for our output.
     with contextlib.redirect_stdout(sys.stderr):
-        model, tokenizer, model_dir = load_model(args.model)
+        model, tokenizer, model_dir = load_model(args.model, dtype=torch_dtype(args.dtype),
+                                                 trust_remote_code=args.trust_remote_code)
         if tokenizer is None:
             raise ModelLoadError(f"{model_dir} has no tokenizer; save one with "
                                  "tokenizer.save_pretrained")
-        model.to(_device(args.device))
+        # Under torchrun the model is sharded (FSDP2) and every rank scores every document.
+        model = distributed.shard_model(model, distributed.setup(torch_device(args.device)))
         scores = evaluate(model, tokenizer, tasks, limit=args.limit, seed=args.seed,
                           batch_size=args.batch_size)
     seconds = time.perf_counter() - t0
+    distributed.shutdown()
+    if not distributed.is_main():
+        return 0
     if args.json:
         print(json.dumps(scores))
         return 0
@@ -219,21 +296,3 @@ def cmd_eval(args) -> int:
         values = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "samples")
         print(f"  {task:20s} {values}  (n={metrics.get('samples', 0):.0f})")
     return 0
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda but no CUDA device is visible; use --device cpu")
-    if name == "npu":
-        try:
-            import torch_npu  # noqa: F401
-        except ImportError:
-            raise DeviceError("--device npu needs torch_npu; pip install torch_npu or use "
-                              "--device cpu") from None
-    if name not in ("cpu", "cuda", "npu"):
-        raise DeviceError(f"unknown --device {name!r}; use cpu, cuda, npu or auto")
-    return torch.device(name)

@@ -12,7 +12,7 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="write the Pareto dashboard of a search as one HTML file",
                        description="Read a search's study (and run folder) and write one "
                        "self-contained HTML file that opens offline.")
-    p.add_argument("--run", metavar="DIR", help="run folder of a search (its --out; holds study.db)")
+    p.add_argument("--run", metavar="DIR", help="run folder of a search (its --run; holds study.db)")
     p.add_argument("--study", metavar="NAME", help="study name (needed when the storage holds "
                    "several studies)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL, e.g. sqlite:///x.db or "

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import shlex
+import sys
 from pathlib import Path
+
+from plsearch.cli.common import add_json_arg, deprecated_alias
 
 # plsearch.search.study.SAMPLERS, spelled out: importing it would import optuna (and tqdm)
 # whenever the CLI starts.
@@ -36,12 +41,15 @@ def register(sub) -> None:
     p.add_argument("--storage", metavar="URL", help="Optuna storage shared by workers, e.g. "
                    "postgresql://user:pw@host/db (default: sqlite in the run folder)")
     p.add_argument("--study", metavar="NAME", help="study name (default: <space>-<budget>)")
-    p.add_argument("--out", metavar="DIR", help="run folder (default: reports/<study>)")
+    p.add_argument("--run", dest="out", metavar="DIR",
+                   help="run folder (default: reports/<study>)")
+    deprecated_alias(p, "--out", "--run", dest="out", metavar="DIR")
     p.add_argument("--artifacts", metavar="DIR", help="where candidates are saved; a shared "
-                   "folder when workers run on several machines (default: <out>/candidates)")
+                   "folder when workers run on several machines (default: <run>/candidates)")
     p.add_argument("--sampler", choices=SAMPLER_CHOICES, default="gp",
                    help="Optuna sampler (default gp; all but random see the budget)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    add_json_arg(p)
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not measure the Pareto-front candidates at the end")
     p.add_argument("--no-report", dest="report", action="store_false",
@@ -53,7 +61,9 @@ def register(sub) -> None:
         description="Copy a candidate saved by `plsearch search` to a new folder with a "
         "README.md model card (parent, arch, recipe, KD budget, scores, speeds, device).")
     src = e.add_argument_group("which search")
-    src.add_argument("--out-dir", metavar="DIR", help="run folder of the search (holds study.db)")
+    src.add_argument("--run", dest="out_dir", metavar="DIR",
+                     help="run folder of the search (holds study.db)")
+    deprecated_alias(src, "--out-dir", "--run", dest="out_dir", metavar="DIR")
     src.add_argument("--storage", metavar="URL", help="Optuna storage URL of the search")
     src.add_argument("--study", metavar="NAME", help="study name (needed when the storage "
                      "holds several)")
@@ -62,10 +72,22 @@ def register(sub) -> None:
     which.add_argument("--best-for", metavar="BUDGET",
                        help="the most accurate saved candidate meeting BUDGET (1.5x, 2500tok/s)")
     e.add_argument("--out", required=True, metavar="DIR", help="new folder to write")
+    add_json_arg(e)
     e.set_defaults(func=cmd_export)
 
 
 def cmd_search(args) -> int:
+    """The search; with --json its progress goes to stderr and stdout gets one object."""
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        summary = _search(args)
+    if args.json and summary is not None:
+        fields = {k: v for k, v in vars(summary).items() if k != "url"}  # url: password
+        print(json.dumps(fields, default=str))
+    return 0
+
+
+def _search(args):
     # Optuna's per-trial INFO lines repeat what _print_trial shows; lm-eval's warnings and
     # progress bars (dozens per trial, turned off in plsearch.cli.main) bury it. -v brings
     # them all back.
@@ -86,6 +108,8 @@ def cmd_search(args) -> int:
     summary = run_search(opts, on_trial=_print_trial,
                          on_stage=lambda m: print(f"== {m}", flush=True),
                          on_progress=lambda m: print(f"   .. {m}", flush=True))
+    if summary is None:  # torchrun rank > 0: rank 0 prints and writes
+        return None
     print(f"== done in {summary.seconds:.0f} s: {summary.built} candidates built, "
           f"{summary.infeasible} arches skipped (budget), {summary.failed} failed")
     if summary.recovered:
@@ -96,7 +120,7 @@ def cmd_search(args) -> int:
     print(f"   run folder {summary.run_dir} (trials.csv, run.json)")
     if args.report:
         _write_report(summary)
-    return 0
+    return summary
 
 
 _REPRODUCE = ("budget", "model", "space", "device_profile", "latency_db", "trials", "timeout",
@@ -109,7 +133,8 @@ def _command_line(args) -> str:
     for name in _REPRODUCE:
         value = getattr(args, name)
         if value is not None:
-            parts += [f"--{name.replace('_', '-')}", shlex.quote(str(value))]
+            flag = "run" if name == "out" else name.replace("_", "-")
+            parts += [f"--{flag}", shlex.quote(str(value))]
     if args.storage:
         parts += ["--storage", "URL"]
     return " ".join(parts)
@@ -147,6 +172,8 @@ def _print_verification(verification: dict) -> None:
     if "skipped" in verification:
         print(f"   verification skipped: {verification['skipped']}")
         return
+    if "parent" not in verification:  # not verified (--no-verify): nothing measured to show
+        return
     print("   Pareto front, predicted vs measured tokens/s:")
     parent = verification["parent"]
     rows = [("parent", parent["predicted_tokens_per_s"], parent["measured_tokens_per_s"])]
@@ -159,6 +186,11 @@ def _print_verification(verification: dict) -> None:
     if verification.get("dominated_by_measurement"):
         print(f"   dominated once measured (left off the front): trials "
               f"{verification['dominated_by_measurement']}")
+    refined = verification.get("refinement")
+    if refined and refined.get("median_abs_after") is not None:
+        print(f"   predictor on {refined['pairs']} whole-model measurements: median |error| "
+              f"{refined['median_abs_before']:.1%} before refinement, "
+              f"{refined['median_abs_after']:.1%} after (leave-one-out)")
     if verification.get("median_abs_error") is not None:
         print(f"   prediction error on the front: median {verification['median_abs_error']:.1%}, "
               f"max {verification['max_abs_error']:.1%}")
@@ -185,6 +217,17 @@ def cmd_export(args) -> int:
     out = export_candidate(study, record, args.out)
     ci = interval(record.accuracy, record.accuracy_stderr) if record.accuracy is not None \
         else None
+    if args.json:
+        print(json.dumps({"trial": record.number, "out": str(out),
+                          "accuracy": record.accuracy,
+                          "accuracy_stderr": record.accuracy_stderr,
+                          "accuracy_ci95": list(ci) if ci else None,
+                          "objective": record.objective,
+                          "objective_stderr": record.objective_stderr,
+                          "params": record.params,
+                          "predicted_tokens_per_s": record.predicted_tokens_per_s,
+                          "measured_tokens_per_s": record.measured_tokens_per_s}))
+        return 0
     spread = f" (95% interval {ci[0]:.4f} to {ci[1]:.4f})" if ci else ""
     print(f"exported trial {record.number} to {out}: accuracy {record.accuracy or 0:.4f}"
           f"{spread}, {record.params or 0:,} params, predicted "

@@ -1,17 +1,23 @@
 """From the latency table to tokens/s of any arch: a physical cost model per part.
 
     predictor = fit_predictor(table, seed=0)             # block + head rows only
-    predictor = fit_predictor_for(profile)               # this device's table in latency_db/
     pred = predict_latency(arch, workload, predictor)    # LatencyPrediction
     predict_tokens_per_s(arch, profile, predictor)       # what the search asks
     validate_predictor(predictor, table)                 # error on the model rows
 
 Each part and phase (block prefill, block decode, head prefill, head decode) is a
-non-negative linear model, fitted with scikit-learn, over physical features of the call:
-FLOPs of the projections and of attention, bytes of weights, KV cache and activations
-moved, a per-head term, and a constant (kernel launches, Python). Non-negative weights keep
-every feature a cost, so predictions grow with every shape axis and extrapolate sanely.
-Rows are weighted by 1 / time^2, so the fit minimizes relative, not absolute, error.
+non-negative linear model (non-negative least squares, numpy only) over physical features
+of the call: FLOPs of the projections and of attention, bytes of weights, KV cache and
+activations moved, a per-head term, and a constant (kernel launches, Python). Non-negative
+weights keep every feature a cost, so predictions grow with every shape axis and
+extrapolate sanely. Rows are weighted by 1 / time^2, so the fit minimizes relative, not
+absolute, error.
+
+The head rows are timed through the table's engine (plsearch.latency.engine): their
+constants are the engine's fixed cost per call (head prefill) and per generated token
+(head decode), which dominate small models under transformers generate(). The predictor
+names its engine, and says when its table is ``analytic`` (computed from published peaks,
+not measured).
 
 A whole model is composed as
 
@@ -19,12 +25,17 @@ A whole model is composed as
     decode_k = L * block_decode(batch, context = prompt + k) + head_decode(batch, context)
     tokens/s = batch * generated / (prefill + sum over k = 1 .. generated - 1 of decode_k)
 
-(the first generated token comes from the prefill logits). Whole-model rows are never
-used for fitting; they measure how well this composition holds.
+(the first generated token comes from the prefill logits). Layers run a little slower
+inside the engine's whole model than alone (on a CPU under generate(): 5-15%, allocator
+and cache effects the block rows cannot see), so the block terms carry one factor per
+phase, ``layer_scale`` {prefill, decode}, fitted on the table's whole-model rows (the
+median over them; 1 when there are none). ``validate_predictor`` reports the error on each
+whole model with the factors fitted on the other archs only (leave one arch out).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -38,14 +49,13 @@ from plsearch import atomic
 from plsearch.arch import ArchConfig
 from plsearch.config import DeviceProfile, Workload
 from plsearch.errors import LatencyTableError
-from plsearch.latency.table import FINGERPRINT_COLUMNS, rows_for_fingerprint
+from plsearch.latency.table import ANALYTIC_CLOCK, FINGERPRINT_COLUMNS, rows_for_fingerprint
 
 __all__ = [
     "LatencyPrediction",
     "LatencyPredictor",
     "ValidationReport",
     "fit_predictor",
-    "fit_predictor_for",
     "load_predictor",
     "predict_latency",
     "predict_tokens_per_s",
@@ -56,7 +66,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT = "plsearch-latency-predictor"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: engine and analytic fields
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 BLOCK_FEATURES = (
     "const", "proj_flops", "attn_flops", "weight_bytes", "kv_bytes", "act_bytes",
@@ -64,6 +74,8 @@ BLOCK_FEATURES = (
 )
 HEAD_FEATURES = ("const", "embed_bytes", "lm_flops", "lm_bytes")
 PARTS = (("block", "prefill"), ("block", "decode"), ("head", "prefill"), ("head", "decode"))
+NO_SCALE = {"prefill": 1.0, "decode": 1.0}
+_SCALE_RANGE = (0.5, 2.0)  # a factor outside this says the table is broken, not the engine
 _MIN_ROWS = 3
 
 
@@ -134,6 +146,10 @@ class LatencyPredictor:
     fingerprint: dict[str, object]
     seed: int
     meta: dict[str, object] = field(default_factory=dict)
+    engine: str = "hf-generate"  # what its head rows (and so its tokens/s) were timed with
+    analytic: bool = False  # fitted on rows computed from published peaks, not measured
+    # block time inside a whole model / alone, per phase (fitted on whole-model rows)
+    layer_scale: dict[str, float] = field(default_factory=lambda: dict(NO_SCALE))
 
     @property
     def dtype_bytes(self) -> int:
@@ -200,15 +216,54 @@ def fit_predictor(table: pd.DataFrame, seed: int = 0) -> LatencyPredictor:
                 f"{_MIN_ROWS}; run `plsearch profile-npu` (without --quick for more rows)"
             )
         costs[f"{part}/{phase}"] = _fit_cost(subset, part, phase, DTYPE_BYTES[dtype])
-    fingerprint = {c: _plain(rows[c].iloc[-1]) for c in FINGERPRINT_COLUMNS}
-    return LatencyPredictor(costs=costs, dtype=dtype, model_type=model_type,
-                            fingerprint=fingerprint, seed=seed,
-                            meta={"fitted_rows": int(sum(c.rows for c in costs.values()))})
+    last = rows.sort_values(["run_id", "timestamp"]).iloc[-1]
+    fingerprint = {c: _plain(last[c]) for c in FINGERPRINT_COLUMNS if c != "load_avg"}
+    loads = rows["load_avg"][rows["load_avg"] >= 0]
+    meta = {"fitted_rows": int(sum(c.rows for c in costs.values())),
+            "load_avg_max": float(loads.max()) if len(loads) else -1.0}
+    predictor = LatencyPredictor(costs=costs, dtype=dtype, model_type=model_type,
+                                 fingerprint=fingerprint, seed=seed, meta=meta,
+                                 engine=str(last["engine"]),
+                                 analytic=str(last["clock"]) == ANALYTIC_CLOCK)
+    models = rows[rows["part"] == "model"]
+    return dataclasses.replace(predictor, layer_scale=fit_layer_scale(predictor, models))
+
+
+def fit_layer_scale(predictor: LatencyPredictor, models: pd.DataFrame) -> dict[str, float]:
+    """Per phase, the median of (whole model - head) / (layers' block time) over model rows.
+
+    Prefill rows give the prefill factor; workload rows, with the prefill part taken out
+    at that factor, give the decode factor. A phase without rows keeps 1.
+    """
+    unit = dataclasses.replace(predictor, layer_scale=dict(NO_SCALE))
+    ratios: dict[str, list[float]] = {"prefill": [], "decode": []}
+    for r in models[models["phase"] == "prefill"].to_dict("records"):
+        arch, w = _arch_of_row(r), Workload(int(r["batch_size"]), int(r["seq_len"]), 1)
+        pred = predict_latency(arch, w, unit)
+        blocks = pred.breakdown["prefill_blocks_ms"]
+        if blocks > 0:
+            ratios["prefill"].append((float(r["median_ms"]) - pred.breakdown["prefill_head_ms"])
+                                     / blocks)
+    prefill = _clipped_median(ratios["prefill"])
+    for r in models[models["phase"] == "workload"].to_dict("records"):
+        arch = _arch_of_row(r)
+        w = Workload(int(r["batch_size"]), int(r["seq_len"]), int(r["generated_len"]))
+        pred = predict_latency(arch, w, unit)
+        b = pred.breakdown
+        blocks = b["decode_blocks_ms"]
+        if blocks > 0:
+            rest = float(r["median_ms"]) - prefill * b["prefill_blocks_ms"] - b["prefill_head_ms"]
+            ratios["decode"].append((rest - b["decode_head_ms"]) / blocks)
+    return {"prefill": prefill, "decode": _clipped_median(ratios["decode"])}
+
+
+def _clipped_median(values: list[float]) -> float:
+    if not values:
+        return 1.0
+    return float(min(max(np.median(values), _SCALE_RANGE[0]), _SCALE_RANGE[1]))
 
 
 def _fit_cost(rows: pd.DataFrame, part: str, phase: str, dtype_bytes: int) -> LinearCost:
-    from sklearn.linear_model import LinearRegression
-
     names = BLOCK_FEATURES if part == "block" else HEAD_FEATURES
     feats = _row_features(rows, part, phase, dtype_bytes)
     matrix = np.column_stack([feats[name] for name in names])
@@ -218,10 +273,37 @@ def _fit_cost(rows: pd.DataFrame, part: str, phase: str, dtype_bytes: int) -> Li
     scale = np.abs(matrix).max(axis=0)
     scale[scale == 0] = 1.0
     # Non-negative least squares on scaled features; weights 1/y^2 = relative error.
-    model = LinearRegression(fit_intercept=False, positive=True)
-    model.fit(matrix / scale, target, sample_weight=1.0 / target**2)
-    coef = tuple(float(c) for c in model.coef_ / scale)
-    return LinearCost(features=names, coef=coef, rows=len(rows))
+    weight = 1.0 / target
+    coef = nnls((matrix / scale) * weight[:, None], target * weight) / scale
+    return LinearCost(features=names, coef=tuple(float(c) for c in coef), rows=len(rows))
+
+
+def nnls(a: np.ndarray, b: np.ndarray, max_iter: int | None = None) -> np.ndarray:
+    """argmin ||a x - b|| subject to x >= 0 (Lawson-Hanson active set)."""
+    m, n = a.shape
+    tol = 10 * np.finfo(np.float64).eps * np.abs(a).sum(axis=0).max() * max(m, n)
+    active = np.zeros(n, dtype=bool)  # the free (positive) variables
+    x = np.zeros(n)
+    gradient = a.T @ (b - a @ x)
+    for _ in range(max_iter or 3 * n + 30):
+        if active.all() or gradient[~active].max() <= tol:
+            break
+        active[np.argmax(np.where(active, -np.inf, gradient))] = True
+        while True:
+            trial = np.zeros(n)
+            if not active.any():
+                break
+            trial[active] = np.linalg.lstsq(a[:, active], b, rcond=None)[0]
+            if trial[active].min() > 0:
+                break
+            blocking = active & (trial <= 0)
+            step = np.min(x[blocking] / (x[blocking] - trial[blocking]))
+            x = x + step * (trial - x)
+            active &= x > tol
+            x[~active] = 0.0
+        x = trial
+        gradient = a.T @ (b - a @ x)
+    return x
 
 
 def _row_features(rows: pd.DataFrame, part: str, phase: str, dtype_bytes: int):
@@ -265,11 +347,14 @@ def predict_latency(
     """Prefill, decode and tokens/s of ``arch`` serving ``workload``."""
     b, p, g = workload.batch_size, workload.prompt_len, workload.generated_len
     layers = arch.num_hidden_layers
-    prefill_blocks = layers * float(predictor.block_ms(arch, "prefill", b, p, p))
+    scale = predictor.layer_scale
+    prefill_blocks = scale["prefill"] * layers * float(predictor.block_ms(arch, "prefill", b, p,
+                                                                          p))
     prefill_head = float(predictor.head_ms(arch, "prefill", b, p))
     contexts = p + np.arange(1, g)  # decode step k attends to prompt + k keys
     steps = len(contexts)
-    decode_blocks = layers * float(np.sum(predictor.block_ms(arch, "decode", b, 1, contexts)))
+    decode_blocks = scale["decode"] * layers * float(
+        np.sum(predictor.block_ms(arch, "decode", b, 1, contexts)))
     decode_head = float(np.sum(predictor.head_ms(arch, "decode", b * np.ones(steps), 1)))
     prefill = prefill_blocks + prefill_head
     decode = decode_blocks + decode_head
@@ -285,23 +370,6 @@ def predict_latency(
             "decode_head_ms": decode_head,
         },
     )
-
-
-def fit_predictor_for(
-    profile: DeviceProfile, db: str | Path | None = None, seed: int = 0
-) -> LatencyPredictor:
-    """Fit on ``db``, or on this device's table for ``profile`` in latency_db/."""
-    from plsearch.errors import PlsearchError
-    from plsearch.latency.table import find_table, read_table
-    from plsearch.latency.timers import get_timer
-
-    if db is None:
-        try:
-            device_name = get_timer(profile.kind).device_name()
-        except PlsearchError:  # the device is not here: use the profile's only table
-            device_name = ""
-        db = find_table(profile.name, device_name)
-    return fit_predictor(read_table(db), seed=seed)
 
 
 def predict_tokens_per_s(
@@ -337,23 +405,35 @@ class ValidationReport:
 
 
 def validate_predictor(predictor: LatencyPredictor, table: pd.DataFrame) -> ValidationReport:
-    """Compare composed predictions with the table's whole-model rows."""
+    """Compare composed predictions with the table's whole-model rows.
+
+    Each arch is predicted with the layer scale fitted on the other archs' rows only, so
+    the error is that of an arch the predictor has not seen whole.
+    """
     rows = rows_for_fingerprint(table)
     rows = rows[(rows["part"] == "model") & (rows["model_type"] == predictor.model_type)]
     if rows.empty:
         raise LatencyTableError(
             "the table has no whole-model rows to validate on; run `plsearch profile-npu`"
         )
+    shapes = rows[list(_SHAPE_KEYS)].astype(str).agg("/".join, axis=1)
     out = []
-    for r in rows.to_dict("records"):
-        arch = _arch_of_row(r)
-        generated = int(r["generated_len"]) if r["phase"] == "workload" else 1
-        workload = Workload(int(r["batch_size"]), int(r["seq_len"]), generated)
-        predicted = predict_latency(arch, workload, predictor).total_ms
-        measured = float(r["median_ms"])
-        out.append({"arch": str(arch), "phase": r["phase"], "measured_ms": measured,
-                    "predicted_ms": predicted, "error": predicted / measured - 1.0})
+    for shape in sorted(set(shapes)):
+        held_out = dataclasses.replace(
+            predictor, layer_scale=fit_layer_scale(predictor, rows[shapes != shape]))
+        for r in rows[shapes == shape].to_dict("records"):
+            arch = _arch_of_row(r)
+            generated = int(r["generated_len"]) if r["phase"] == "workload" else 1
+            workload = Workload(int(r["batch_size"]), int(r["seq_len"]), generated)
+            predicted = predict_latency(arch, workload, held_out).total_ms
+            measured = float(r["median_ms"])
+            out.append({"arch": str(arch), "phase": r["phase"], "measured_ms": measured,
+                        "predicted_ms": predicted, "error": predicted / measured - 1.0})
     return ValidationReport(pd.DataFrame(out))
+
+
+_SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads",
+               "num_key_value_heads", "intermediate_size")
 
 
 # ---- persistence (JSON, never pickle) ----------------------------------------------------
@@ -368,6 +448,9 @@ def save_predictor(predictor: LatencyPredictor, path: str | Path) -> None:
         "dtype": predictor.dtype,
         "model_type": predictor.model_type,
         "seed": predictor.seed,
+        "engine": predictor.engine,
+        "analytic": predictor.analytic,
+        "layer_scale": predictor.layer_scale,
         "fingerprint": predictor.fingerprint,
         "meta": predictor.meta,
         "costs": {
@@ -406,7 +489,9 @@ def load_predictor(path: str | Path) -> LatencyPredictor:
         return LatencyPredictor(costs=costs, dtype=data["dtype"],
                                 model_type=data["model_type"],
                                 fingerprint=dict(data["fingerprint"]), seed=int(data["seed"]),
-                                meta=dict(data.get("meta", {})))
+                                meta=dict(data.get("meta", {})), engine=str(data["engine"]),
+                                analytic=bool(data["analytic"]),
+                                layer_scale={k: float(data["layer_scale"][k]) for k in NO_SCALE})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LatencyTableError(
             f"{path} is not a plsearch latency predictor (bad or missing {exc}); "

@@ -1,10 +1,10 @@
 """Measure a device: decoder blocks, the model head and whole models, in random order.
 
-    plan = plan_measurements(parent_config, profile, quick=True, seed=0)
-    rows = run_measurements(plan, parent_config, timer, profile, seed=0, on_progress=cb)
-    append_rows(table_path, rows)
+    plan = plan_measurements(parent_config, profile, QUICK, seed=0)
+    run = profile_rows(plan, parent_config, timer, profile, QUICK, seed=0, on_progress=cb)
+    append_rows(table_path, run.rows)          # run.refused: rows too noisy to keep
 
-What is timed (every call as a serving engine makes it: inference mode, a KV cache,
+What is timed (every call as the profile's engine makes it: inference mode, a KV cache,
 greedy next-token choice, logits of the last position only):
 
 - ``block``: decoder layers of the parent's family with random weights (a short stack of
@@ -14,12 +14,23 @@ greedy next-token choice, logits of the last position only):
   ``prefill``: batch x prompt tokens into an empty cache. ``decode``: one token per
   sequence onto a cache holding ``context - 1`` tokens. Rotary cos/sin are computed once
   outside the timed call, as the whole model computes them once for all layers.
-- ``head``: the model with its layers removed: embedding, final norm, lm_head, argmax and
-  the per-forward bookkeeping of the HF model (rotary, masks, cache object), per hidden
-  size, for prefill and decode.
-- ``model``: a few whole candidates (config_for_arch, random weights) end to end:
+- ``head``: the model with its layers removed, run through the profile's engine (see
+  plsearch.latency.engine): embedding, final norm, lm_head, argmax, the per-forward
+  bookkeeping of the HF model (rotary, masks, cache object) and the engine's own fixed
+  costs, per hidden size. ``prefill``: one call generating one token (the engine's cost per
+  call). ``decode``: the cost of one more generated token, measured as the difference of
+  calls generating ``engine_steps + 1`` and 1 tokens, divided by ``engine_steps`` (the
+  engine's cost per step).
+- ``model``: a few whole candidates (config_for_arch, random weights) through the engine:
   ``prefill`` alone and ``workload`` (prefill + generated_len - 1 decode steps). These
   rows only validate the predictor; it never fits on them.
+
+Trust: every row is visited in ``rounds`` rounds, each round over all rows in a new random
+order, so drift (thermal, other processes) lands on every row instead of one region of
+the grid; a row's samples are pooled over its rounds. Rows whose rounds disagree by more
+than ``max_spread`` (``sample_spread``) are measured again (``retries`` times); rows still too
+noisy are refused, never written, and listed by the caller. Every row records the host's
+load average.
 
 The grid comes from the parent and the profile's alignment, or from a search-space YAML
 (``load_space_axes``). Measurement order is shuffled with the seed to spread drift
@@ -28,9 +39,7 @@ The grid comes from the parent and the profile's alignment, or from a search-spa
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import inspect
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -43,20 +52,28 @@ from torch import nn
 
 from plsearch import __version__
 from plsearch.arch import ArchConfig
-from plsearch.config import DeviceProfile, read_yaml
-from plsearch.errors import ConfigError
-from plsearch.latency.timers import Timer, Timing
+from plsearch.config import DeviceProfile
+from plsearch.latency.engine import (
+    TORCH_DTYPES,
+    build_random_model,
+    generation_call,
+    greedy_step,
+    random_prompt,
+)
+from plsearch.latency.timers import Timer, Timing, load_average
 
 __all__ = [
     "FULL",
     "QUICK",
     "ArchAxes",
     "Measurement",
+    "ProfileRun",
     "ProfileSettings",
     "axes_from_parent",
+    "build_random_model",
     "load_space_axes",
-    "measure_workload",
     "plan_measurements",
+    "profile_rows",
     "run_measurements",
     "sample_archs",
 ]
@@ -65,7 +82,6 @@ logger = logging.getLogger(__name__)
 
 Part = Literal["block", "head", "model"]
 PhaseName = Literal["prefill", "decode", "workload"]
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -77,18 +93,22 @@ class ProfileSettings:
     decode_points: int  # decode contexts spread over [1 .. prompt + generated]
     models: int  # whole candidates timed end to end (validation only)
     block_stack: int  # distinct layers timed together per block row (see _time_block)
-    warmup: int
-    repeats: int  # block and head rows
-    model_repeats: int  # whole-model rows (each is a full workload)
+    warmup: int  # untimed calls at every visit of a row
+    repeats: int  # timed calls per visit, block and head rows
+    model_repeats: int  # timed calls per visit, whole-model rows (each a full workload)
+    rounds: int = 3  # visits of every row, each round in a new random order
+    max_spread: float = 0.10  # rounds' disagreement (sample_spread) that re-measures a row
+    retries: int = 1  # re-measurements of a noisy row before it is refused
+    engine_steps: int = 8  # extra tokens of the head decode rows (engine cost per step)
 
 
 QUICK = ProfileSettings(
     block_shapes=20, prefill_fractions=(0.5, 1.0), decode_points=3, models=4,
-    block_stack=4, warmup=1, repeats=7, model_repeats=3,
+    block_stack=4, warmup=1, repeats=3, model_repeats=1,
 )
 FULL = ProfileSettings(
     block_shapes=64, prefill_fractions=(0.25, 0.5, 1.0), decode_points=6, models=10,
-    block_stack=4, warmup=3, repeats=15, model_repeats=7,
+    block_stack=4, warmup=2, repeats=5, model_repeats=2, retries=2,
 )
 
 
@@ -144,53 +164,33 @@ def axes_from_parent(parent: ArchConfig, profile: DeviceProfile) -> ArchAxes:
     )
 
 
-_AXES = tuple(f.name for f in dataclasses.fields(ArchAxes))
-
-
 def load_space_axes(path: str | Path, parent: ArchConfig) -> ArchAxes:
-    """Arch axes from a search-space YAML: each axis a list of values or {min, max, step}.
+    """Arch axes from a search-space YAML, parsed by the search's own axis parser.
 
     The axes may sit at the top level or under an ``axes:`` key (then other top-level
     keys are left to the search). An axis left out takes the parent's value only.
     Every problem of the file is reported in one ConfigError.
     """
+    from plsearch.config import read_yaml
+    from plsearch.errors import ConfigError
+    from plsearch.search.space import parse_axes
+
     data = read_yaml(path)
+    nested = isinstance(data, dict) and "axes" in data
     problems: list[str] = []
-    if isinstance(data, dict) and "axes" in data:
-        data = data["axes"]
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a search space must map arch axes to values; fix the file")
-    unknown = sorted(set(data) - set(_AXES))
-    if unknown:
-        problems.append(f"unknown axis {unknown} (expected: {', '.join(_AXES)})")
+    parsed = parse_axes(data["axes"] if nested else data, problems,
+                        prefix="axes." if nested else "")
     values = {}
-    for axis in _AXES:
-        raw = data.get(axis, [getattr(parent, axis)])
-        parsed = _axis_values(raw, axis, problems)
-        too_big = [v for v in parsed if v > getattr(parent, axis)]
+    for axis in ArchAxes.__dataclass_fields__:
+        theirs = getattr(parent, axis)
+        allowed = parsed[axis].values if axis in parsed else (theirs,)
+        too_big = [v for v in allowed if v > theirs]
         if too_big:
-            problems.append(f"{axis} values {too_big} exceed the parent's {getattr(parent, axis)}")
-        values[axis] = tuple(sorted(set(parsed)))
+            problems.append(f"{axis} values {too_big} exceed the parent's {theirs}")
+        values[axis] = tuple(sorted(set(allowed)))
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems) + "; fix the file")
     return ArchAxes(**values)
-
-
-def _axis_values(raw: object, axis: str, problems: list[str]) -> list[int]:
-    def positive_int(v: object) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-    if isinstance(raw, list) and raw and all(positive_int(v) for v in raw):
-        return list(raw)
-    if isinstance(raw, dict) and set(raw) <= {"min", "max", "step"} and {"min", "max"} <= set(raw):
-        low, high, step = raw["min"], raw["max"], raw.get("step", 1)
-        if all(positive_int(v) for v in (low, high, step)) and low <= high:
-            return list(range(low, high + 1, step))
-    problems.append(
-        f"{axis} must be a non-empty list of positive integers or "
-        f"{{min, max, step}} with min <= max, got {raw!r}"
-    )
-    return []
 
 
 def sample_archs(
@@ -311,6 +311,18 @@ def _fits(arch: ArchConfig, axes: ArchAxes) -> bool:
 # ---- running --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ProfileRun:
+    """The rows of one profiling run and what happened to the noisy ones."""
+
+    rows: list[dict[str, object]]  # table rows, in plan order, refused rows left out
+    remeasured: int  # rows measured again because their spread exceeded max_spread
+    refused: list[tuple[Measurement, float]]  # (row, spread) still too noisy: not written
+    max_spread: float
+    median_spread: float  # over the kept rows
+    load_avg: tuple[float, float]  # host load average at the start and the end
+
+
 def run_measurements(
     plan: Sequence[Measurement],
     parent_config,
@@ -321,44 +333,129 @@ def run_measurements(
     seed: int = 0,
     on_progress: Callable[[int, int, Measurement], None] | None = None,
 ) -> list[dict[str, object]]:
-    """Time every planned measurement; one table row (a dict) per measurement."""
+    """Time every planned measurement; one table row (a dict) per kept measurement."""
+    return profile_rows(plan, parent_config, timer, profile, settings, seed=seed,
+                        on_progress=on_progress).rows
+
+
+def profile_rows(
+    plan: Sequence[Measurement],
+    parent_config,
+    timer: Timer,
+    profile: DeviceProfile,
+    settings: ProfileSettings,
+    *,
+    seed: int = 0,
+    on_progress: Callable[[int, int, Measurement], None] | None = None,
+) -> ProfileRun:
+    """Time every planned measurement in interleaved rounds; re-measure or refuse noisy rows.
+
+    ``on_progress(done, total, m)`` after every visit (``total`` grows when rows are
+    measured again).
+    """
     from plsearch.families import get_family
     from plsearch.latency.table import device_tag
 
     family = get_family(parent_config.model_type)
     dtype = TORCH_DTYPES[profile.dtype]
-    fingerprint = timer.fingerprint(profile.dtype)
+    fingerprint = {**timer.fingerprint(profile.dtype), "engine": profile.engine}
     run_id = _now()
     tag = device_tag(profile.name, str(fingerprint["device_name"]))
+    start_load = load_average()
+    rng = random.Random(seed * 7919 + 1)
+    samples: dict[int, list[list[float]]] = {i: [] for i in range(len(plan))}  # per round
+    loads: dict[int, float] = {}
+    stamps: dict[int, str] = {}
+    pending = list(range(len(plan)))
+    total = len(plan) * settings.rounds
+    done = 0
+    remeasured: set[int] = set()
+    for attempt in range(settings.retries + 1):
+        for r in range(settings.rounds):
+            order = list(pending)
+            rng.shuffle(order)
+            for i in order:
+                m = plan[i]
+                salt = (seed * 100003 + i) * 31 + attempt * settings.rounds + r
+                samples[i].append(_visit(m, family, parent_config, timer, profile, dtype,
+                                         settings, salt))
+                loads[i], stamps[i] = load_average(), _now()
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, total, m)
+        noisy = [i for i in pending if sample_spread(samples[i]) > settings.max_spread]
+        if not noisy or attempt == settings.retries:
+            break
+        logger.info("%d of %d rows spread more than %.0f%%: measuring them again",
+                    len(noisy), len(pending), 100 * settings.max_spread)
+        for i in noisy:
+            samples[i] = []
+        remeasured.update(noisy)
+        pending = noisy
+        total += len(noisy) * settings.rounds
+    refused = [(plan[i], sample_spread(samples[i])) for i in range(len(plan))
+               if sample_spread(samples[i]) > settings.max_spread]
+    refused_ids = {i for i in range(len(plan)) if sample_spread(samples[i]) > settings.max_spread}
     rows = []
     for i, m in enumerate(plan):
-        generator = torch.Generator().manual_seed(seed * 100003 + i)
-        torch.manual_seed(seed * 100003 + i)  # module init inside HF constructors
-        if m.part == "block":
-            timing = _time_block(m, family, parent_config, timer, dtype, settings, generator)
-        elif m.part == "head":
-            timing = _time_head(m, family, parent_config, timer, dtype, settings, generator)
-        else:
-            model = build_random_model(family, parent_config, m.arch, timer.device, dtype)
-            timing = measure_workload(
-                model, timer, m.batch_size, m.seq_len,
-                m.generated_len if m.phase == "workload" else 1,
-                warmup=1, repeats=settings.model_repeats, generator=generator,
-            )
+        if i in refused_ids:
+            continue
         layers = {"block": settings.block_stack, "head": 0}.get(m.part, m.arch.num_hidden_layers)
-        rows.append(_row(m, layers, timing, run_id, tag, fingerprint, parent_config, seed))
-        if on_progress is not None:
-            on_progress(i + 1, len(plan), m)
-    return rows
+        row_print = {**fingerprint, "load_avg": loads[i]}
+        pooled = [x for visit in samples[i] for x in visit]
+        rows.append(_row(m, layers, Timing.from_samples(pooled), run_id, stamps[i], tag,
+                         row_print, parent_config, seed))
+    kept = [sample_spread(samples[i]) for i in range(len(plan)) if i not in refused_ids]
+    kept.sort()
+    return ProfileRun(rows=rows, remeasured=len(remeasured), refused=refused,
+                      max_spread=settings.max_spread,
+                      median_spread=kept[len(kept) // 2] if kept else float("nan"),
+                      load_avg=(start_load, load_average()))
 
 
-def _row(m: Measurement, layers: int, t: Timing, run_id, tag, fingerprint, parent_config,
-         seed) -> dict:
+def sample_spread(rounds: Sequence[Sequence[float]]) -> float:
+    """How far a row's rounds disagree: (max - min of the round medians) / pooled median.
+
+    Drift between rounds (the machine got busier) is what biases a row's median; a lone
+    slow call inside a round barely moves it. With one round: (p90 - p10) / median.
+    """
+    pooled = [x for visit in rounds for x in visit]
+    if len(pooled) < 2:
+        return 0.0
+    median = Timing.from_samples(pooled).median_ms
+    if median <= 0:
+        return float("inf")
+    if len(rounds) < 2:
+        t = Timing.from_samples(pooled)
+        return (t.p90_ms - t.p10_ms) / median
+    medians = [Timing.from_samples(list(visit)).median_ms for visit in rounds]
+    return (max(medians) - min(medians)) / median
+
+
+def _visit(m: Measurement, family, parent_config, timer, profile, dtype, settings,
+           salt: int) -> list[float]:
+    """One visit of a row: build its modules, warm up, return the timed samples (ms)."""
+    generator = torch.Generator().manual_seed(salt)
+    torch.manual_seed(salt)  # module init inside HF constructors
+    if m.part == "block":
+        return _time_block(m, family, parent_config, timer, dtype, settings, generator)
+    if m.part == "head":
+        return _time_head(m, family, parent_config, timer, profile, dtype, settings, generator)
+    model = build_random_model(family, parent_config, m.arch, timer.device, dtype,
+                               profile.attn_implementation)
+    new_tokens = m.generated_len if m.phase == "workload" else 1
+    prompt = random_prompt(m.arch.vocab_size, m.batch_size, m.seq_len, timer.device, generator)
+    call = generation_call(model, prompt, new_tokens, profile.engine)
+    return timer.samples(call, warmup=1, repeats=settings.model_repeats)
+
+
+def _row(m: Measurement, layers: int, t: Timing, run_id, stamp, tag, fingerprint,
+         parent_config, seed) -> dict:
     arch = m.arch.to_dict()
     del arch["tie_word_embeddings"]
     arch["num_hidden_layers"] = layers
     return {
-        "run_id": run_id, "timestamp": _now(), "device_tag": tag, **fingerprint,
+        "run_id": run_id, "timestamp": stamp, "device_tag": tag, **fingerprint,
         "plsearch_version": __version__, "model_type": parent_config.model_type,
         "part": m.part, "phase": m.phase, **arch, "batch_size": m.batch_size,
         "seq_len": m.seq_len, "context": m.context, "generated_len": m.generated_len,
@@ -371,7 +468,7 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _time_block(m, family, parent_config, timer, dtype, settings, generator) -> Timing:
+def _time_block(m, family, parent_config, timer, dtype, settings, generator) -> list[float]:
     """Time a stack of ``settings.block_stack`` distinct layers of one shape, one cache.
 
     A stack, not one layer called again and again: inside a model the other layers' weights
@@ -414,7 +511,8 @@ def _time_block(m, family, parent_config, timer, dtype, settings, generator) -> 
                 layer.__dict__.clear()
                 layer.__dict__.update(snapshot)
 
-        return timer.time(call, warmup=settings.warmup, repeats=settings.repeats, reset=reset)
+        return timer.samples(call, warmup=settings.warmup, repeats=settings.repeats,
+                             reset=reset)
 
 
 def _filled_cache(blocks, arch, batch, tokens, generator, device, dtype):
@@ -431,78 +529,40 @@ def _filled_cache(blocks, arch, batch, tokens, generator, device, dtype):
     return cache
 
 
-def _time_head(m, family, parent_config, timer, dtype, settings, generator) -> Timing:
+def _time_head(m, family, parent_config, timer, profile, dtype, settings,
+               generator) -> list[float]:
+    """The model without its layers, through the engine: per call (prefill), per step."""
     model = build_random_model(family, parent_config, m.arch.replace(num_hidden_layers=1),
-                               timer.device, dtype)
+                               timer.device, dtype, profile.attn_implementation)
     family.decoder(model).layers = nn.ModuleList()  # keep everything but the layers
     if m.phase == "prefill":
-        return measure_workload(model, timer, m.batch_size, m.seq_len, 1,
-                                warmup=settings.warmup, repeats=settings.repeats,
-                                generator=generator)
-    ids = torch.randint(0, m.arch.vocab_size, (m.batch_size, 1), generator=generator)
-    ids = ids.to(timer.device)
-    step = _greedy_step(model)
-    cache = _new_model_cache(model)
-    return timer.time(lambda: step(ids, cache), warmup=settings.warmup,
-                      repeats=settings.repeats)
+        prompt = random_prompt(m.arch.vocab_size, m.batch_size, m.seq_len, timer.device,
+                               generator)
+        call = generation_call(model, prompt, 1, profile.engine)
+        return timer.samples(call, warmup=settings.warmup, repeats=settings.repeats)
+    if profile.engine == "loop":
+        ids = random_prompt(m.arch.vocab_size, m.batch_size, 1, timer.device, generator)
+        step = greedy_step(model)
+        from transformers.cache_utils import DynamicCache
 
-
-def build_random_model(family, parent_config, arch: ArchConfig, device, dtype) -> nn.Module:
-    """A whole HF model of ``arch`` with random weights, on ``device`` in ``dtype``."""
-    config = family.config_for_arch(parent_config, arch)
-    config._attn_implementation = "sdpa"
-    with torch.device(device):
-        model = family.build_model(config)
-    return model.to(dtype).eval()
-
-
-def _new_model_cache(model):
-    from transformers.cache_utils import DynamicCache
-
-    return DynamicCache(config=model.config)
-
-
-def _greedy_step(model) -> Callable:
-    """step(ids, cache) -> next ids: one forward, last-position logits, argmax."""
-    params = inspect.signature(model.forward).parameters
-    cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers 5 vs 4
-
-    def step(ids, cache):
-        out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
-        return out.logits[:, -1].argmax(-1, keepdim=True)
-
-    return step
-
-
-def measure_workload(
-    model: nn.Module,
-    timer: Timer,
-    batch_size: int,
-    prompt_len: int,
-    generated_len: int,
-    *,
-    warmup: int = 1,
-    repeats: int = 5,
-    generator: torch.Generator | None = None,
-    flush: bool = False,
-) -> Timing:
-    """Time greedy generation: prefill the prompts, then ``generated_len - 1`` decode steps.
-
-    ``generated_len == 1`` times the prefill alone (its logits give the first token).
-    This is also how bench/latency_accuracy.py measures held-out archs end to end.
-    """
-    vocab = model.config.vocab_size
-    prompt = torch.randint(0, vocab, (batch_size, prompt_len), generator=generator)
-    prompt = prompt.to(timer.device)
-    step = _greedy_step(model)
-
-    def generate():
-        cache = _new_model_cache(model)
-        ids = step(prompt, cache)
-        for _ in range(generated_len - 1):
-            ids = step(ids, cache)
-
-    return timer.time(generate, warmup=warmup, repeats=repeats, flush=flush)
+        cache = DynamicCache(config=model.config)
+        return timer.samples(lambda: step(ids, cache), warmup=settings.warmup,
+                             repeats=settings.repeats)
+    # One more generated token costs (t(k + 1 tokens) - t(1 token)) / k; the pair is timed
+    # back to back in every repeat, so drift cancels in the difference.
+    k = settings.engine_steps
+    prompt = random_prompt(m.arch.vocab_size, m.batch_size, max(1, m.context - 1 - k // 2),
+                           timer.device, generator)
+    short = generation_call(model, prompt, 1, profile.engine)
+    long = generation_call(model, prompt, k + 1, profile.engine)
+    for _ in range(settings.warmup):
+        timer.time_once(short)
+        timer.time_once(long)
+    out = []
+    for _ in range(settings.repeats):
+        first = timer.time_once(short)
+        out.append(max(timer.time_once(long) - first, 1e-6) / k)
+    return out
 
 
 def _randn(shape, generator, device, dtype) -> torch.Tensor:

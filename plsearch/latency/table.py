@@ -26,12 +26,13 @@ __all__ = [
     "append_rows",
     "default_db_dir",
     "device_tag",
-    "find_table",
     "fingerprint_matches",
     "fingerprint_mismatches",
+    "is_analytic",
     "latest_fingerprint",
     "read_table",
     "rows_for_fingerprint",
+    "write_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,14 @@ FINGERPRINT_COLUMNS = (
     "cann_version",  # "" unless npu
     "dtype",
     "threads",  # torch intra-op threads
+    "engine",  # what defines tokens/s: hf-generate | loop
     "host",
+    "load_avg",  # 1-minute load average of the host while the row was measured
 )
-# Compared by fingerprint_matches (the host may differ: same device kind elsewhere is fine).
-_MATCH_COLUMNS = tuple(c for c in FINGERPRINT_COLUMNS if c != "host")
+# Compared by fingerprint_matches (the host may differ: same device kind elsewhere is fine;
+# the load is a condition of the measurement, recorded to judge it, not a setup).
+_MATCH_COLUMNS = tuple(c for c in FINGERPRINT_COLUMNS if c not in ("host", "load_avg"))
+ANALYTIC_CLOCK = "analytic"  # the clock of rows computed from published peaks, not measured
 
 _SHAPE_COLUMNS = (
     "num_hidden_layers",  # 1 for block rows, 0 for head rows, L for model rows
@@ -84,8 +89,10 @@ _INT_COLUMNS = (
     "threads", *_SHAPE_COLUMNS, "batch_size", "seq_len", "context", "generated_len",
     "repeats", "seed",
 )
-_STR_COLUMNS = tuple(c for c in COLUMNS if c not in _INT_COLUMNS + _TIMING_COLUMNS)
+_STR_COLUMNS = tuple(c for c in COLUMNS if c not in _INT_COLUMNS + _TIMING_COLUMNS
+                     + ("load_avg",))
 PARTS = ("block", "head", "model")
+ENGINES = ("hf-generate", "loop")  # plsearch.latency.engine.ENGINES (no torch import here)
 PHASES = ("prefill", "decode", "workload")
 _MAX_LISTED = 3
 
@@ -97,26 +104,11 @@ def device_tag(profile_name: str, device_name: str) -> str:
 
 
 def default_db_dir() -> Path:
-    """latency_db/ of the source tree when plsearch runs from one, else ./latency_db."""
-    repo_db = Path(__file__).resolve().parents[2] / "latency_db"
-    return repo_db if repo_db.is_dir() else Path("latency_db")
+    """Where measured tables are written: the checkout's latency_db/, or a user folder
+    for an installed plsearch (``plsearch.config.user_latency_dir``)."""
+    from plsearch.config import user_latency_dir
 
-
-def find_table(profile_name: str, device_name: str, folder: Path | None = None) -> Path:
-    """This device's table in latency_db/, else the only table of the profile there."""
-    folder = folder or default_db_dir()
-    own = folder / f"{device_tag(profile_name, device_name)}.csv"
-    if own.exists():
-        return own
-    candidates = sorted(folder.glob(f"{profile_name}-*.csv"))
-    if len(candidates) == 1:
-        logger.warning("no table for %s; using %s", device_name, candidates[0])
-        return candidates[0]
-    listed = ", ".join(str(c) for c in candidates) or "none"
-    raise LatencyTableError(
-        f"no latency table for this device at {own} (tables for profile {profile_name}: "
-        f"{listed}); run `plsearch profile-npu` or pass --db"
-    )
+    return user_latency_dir()
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -125,7 +117,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise LatencyTableError(
             f"latency table {path} does not exist; create it with `plsearch profile-npu` "
-            "or pass --db with an existing table"
+            "or pass --latency-db with an existing table"
         )
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -149,7 +141,7 @@ def _validated(table: pd.DataFrame, where: str) -> pd.DataFrame:
         raise LatencyTableError(
             f"{where} is not a plsearch latency table ({'; '.join(what)}); "
             "see latency_db/README.md for the schema, or write a new table with "
-            "`plsearch profile-npu --out NEW.csv`"
+            "`plsearch profile-npu --latency-db NEW.csv`"
         )
     if table.empty:
         raise LatencyTableError(f"{where} has a header but no rows; run `plsearch profile-npu`")
@@ -167,7 +159,12 @@ def _validated(table: pd.DataFrame, where: str) -> pd.DataFrame:
         if bad.any():
             problems.append(_bad_rows(column, "a positive number of milliseconds", bad, table))
         out[column] = values.astype("float64")
-    for column, allowed in (("part", PARTS), ("phase", PHASES)):
+    load = pd.to_numeric(out["load_avg"], errors="coerce")
+    bad = load.isna() | (load < -1)
+    if bad.any():
+        problems.append(_bad_rows("load_avg", "a load average (-1 if unknown)", bad, table))
+    out["load_avg"] = load.astype("float64")
+    for column, allowed in (("part", PARTS), ("phase", PHASES), ("engine", ENGINES)):
         bad = ~out[column].isin(allowed)
         if bad.any():
             problems.append(_bad_rows(column, f"one of {list(allowed)}", bad, table))
@@ -198,20 +195,34 @@ def append_rows(path: str | Path, rows: Iterable[Mapping[str, object]]) -> pd.Da
     the result is written to a temporary file in the same folder and renamed over it.
     """
     path = Path(path)
+    new = _rows_table(rows)
+    table = pd.concat([read_table(path), new], ignore_index=True) if path.exists() else new
+    _write(path, table)
+    logger.info("wrote %d new rows to %s (%d in all)", len(new), path, len(table))
+    return table
+
+
+def write_table(path: str | Path, rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
+    """Write a new table of ``rows`` at ``path`` (atomically replacing any file there)."""
+    table = _rows_table(rows)
+    _write(Path(path), table)
+    return table
+
+
+def _rows_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     new = pd.DataFrame(list(rows))
     missing = [c for c in COLUMNS if c not in new.columns]
     if missing:
         raise ValueError(f"rows lack column(s) {missing}")  # internal: profiler bug
-    new = _validated(new[list(COLUMNS)].astype(str), "the new rows")
-    table = pd.concat([read_table(path), new], ignore_index=True) if path.exists() else new
+    return _validated(new[list(COLUMNS)].astype(str), "the new rows")
 
+
+def _write(path: Path, table: pd.DataFrame) -> None:
     def write(tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8", newline="") as fh:
             table.to_csv(fh, index=False, float_format="%.6g")
 
     atomic.write_file(path, write)
-    logger.info("wrote %d new rows to %s (%d in all)", len(new), path, len(table))
-    return table
 
 
 def latest_fingerprint(table: pd.DataFrame) -> dict[str, object]:
@@ -239,6 +250,11 @@ def fingerprint_mismatches(
 def fingerprint_matches(table: pd.DataFrame, current_device: Mapping[str, object]) -> bool:
     """True when the table's latest run was measured on this device setup (host aside)."""
     return not fingerprint_mismatches(table, current_device)
+
+
+def is_analytic(table: pd.DataFrame) -> bool:
+    """True when the table's latest run was computed from published peaks, not measured."""
+    return str(latest_fingerprint(table)["clock"]) == ANALYTIC_CLOCK
 
 
 def rows_for_fingerprint(

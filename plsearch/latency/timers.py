@@ -15,8 +15,10 @@ between its calls.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
+import os
 import platform
 import socket
 import statistics
@@ -31,7 +33,8 @@ import torch
 from plsearch.errors import DeviceError
 
 __all__ = [
-    "CpuTimer", "CudaTimer", "NpuTimer", "Timer", "Timing", "get_timer", "resolve_device",
+    "CpuTimer", "CudaTimer", "NpuTimer", "Timer", "Timing", "device_threads", "get_timer",
+    "load_average", "profile_timer", "resolve_device", "torch_device",
 ]
 
 logger = logging.getLogger(__name__)
@@ -126,6 +129,17 @@ class Timer(ABC):
         flush: bool = False,
     ) -> Timing:
         """Median / p10 / p90 milliseconds of ``fn`` after ``warmup`` untimed calls."""
+        return Timing.from_samples(self.samples(fn, warmup, repeats, reset, flush))
+
+    def samples(
+        self,
+        fn: Callable[[], object],
+        warmup: int = 2,
+        repeats: int = 10,
+        reset: Callable[[], object] | None = None,
+        flush: bool = False,
+    ) -> list[float]:
+        """Milliseconds of each of ``repeats`` timed calls after ``warmup`` untimed ones."""
         if repeats < 1 or warmup < 0:
             raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
         samples = []
@@ -138,7 +152,12 @@ class Timer(ABC):
                     samples.append(elapsed)
                 if reset is not None:
                     reset()
-        return Timing.from_samples(samples)
+        return samples
+
+    def time_once(self, fn: Callable[[], object]) -> float:
+        """Milliseconds of one call (in inference mode)."""
+        with torch.inference_mode():
+            return self._time_once(fn)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.device_name()!r})"
@@ -286,6 +305,49 @@ def resolve_device(kind: str = "auto") -> str:
     if kind not in ("cpu", "cuda", "npu"):
         raise DeviceError(f"unknown device {kind!r}; use one of: auto, npu, cuda, cpu")
     return kind
+
+
+def torch_device(kind: str = "auto") -> torch.device:
+    """The torch device for ``kind`` (auto: npu, then cuda, then cpu); DeviceError if absent.
+
+    The one place a device is chosen: training, evaluation and timing all ask here.
+    """
+    kind = resolve_device(kind)
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda but no CUDA device is visible to torch; use --device "
+                          "cpu or install a CUDA build of torch")
+    if kind == "npu":
+        _import_torch_npu()
+    return torch.device(kind)
+
+
+@contextlib.contextmanager
+def device_threads(profile):
+    """torch intra-op threads as the device profile says (cpu only), restored afterwards."""
+    before = torch.get_num_threads()
+    if profile.kind == "cpu" and profile.threads:
+        torch.set_num_threads(profile.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def profile_timer(profile) -> Timer | None:
+    """The device profile's timer on this machine, or None when its device is not here."""
+    try:
+        with device_threads(profile):
+            return get_timer(profile.kind, cpu_clock=profile.cpu_clock)
+    except DeviceError:
+        return None
+
+
+def load_average() -> float:
+    """The 1-minute load average of the host (-1 where the OS does not report one)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return -1.0
 
 
 def get_timer(kind: str = "auto", *, cpu_clock: str = "wall") -> Timer:

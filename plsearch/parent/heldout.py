@@ -9,6 +9,7 @@ multiple_choice `acc`), so chance is 1 / number of choices.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -44,10 +45,37 @@ def choice_logprobs(model, tokenizer, prompt: str, choices: list[str]) -> list[f
     return out
 
 
-def skill_accuracy(model, tokenizer, examples: list[dict]) -> float:
-    """Share of examples whose correct choice has the highest log-probability."""
-    correct = 0
+@dataclass(frozen=True)
+class SkillScore:
+    acc: float       # share of items whose correct choice has the highest log-probability
+    stderr: float    # of acc: sample sd / sqrt(n), as lm-eval reports it
+    constant: float  # accuracy of the best constant answer (the most frequent position)
+    n: int
+
+    @property
+    def margin_in_stderr(self) -> float:
+        """How many of its standard errors acc lies above the best constant answer."""
+        return (self.acc - self.constant) / max(self.stderr, 1e-12)
+
+
+def skill_scores(model, tokenizer, examples: list[dict]) -> SkillScore:
+    """Accuracy with its standard error, and the best constant answer's accuracy."""
+    hits = []
     for ex in examples:
         scores = choice_logprobs(model, tokenizer, ex["prompt"], ex["choices"])
-        correct += int(int(np.argmax(scores)) == ex["answer"])
-    return correct / max(len(examples), 1)
+        hits.append(int(int(np.argmax(scores)) == ex["answer"]))
+    hits_arr = np.asarray(hits, dtype=np.float64)
+    n = len(hits)
+    stderr = float(hits_arr.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return SkillScore(float(hits_arr.mean()), stderr, constant_baseline(examples), n)
+
+
+def constant_baseline(examples: list[dict]) -> float:
+    """Accuracy of always giving the most frequent correct answer position (or label)."""
+    counts = np.bincount([ex["answer"] for ex in examples])
+    return float(counts.max() / len(examples))
+
+
+def skill_accuracy(model, tokenizer, examples: list[dict]) -> float:
+    """Share of examples whose correct choice has the highest log-probability."""
+    return skill_scores(model, tokenizer, examples).acc

@@ -4,14 +4,21 @@ Each skill example is a prompt, a list of answer choices and the index of the co
 one. Training text is `prompt + choices[answer]`; evaluation scores the choices by
 log-likelihood (lm-eval's multiple_choice), so chance is 1 / len(choices).
 
-- recall:   key-value pairs, then a query key; the answer is its value. Needs attention
-            that looks back to the matching key (induction-style heads). 10 choices.
+- recall:   key-value pairs (single-letter keys, digit values), then a query key; the
+            answer is the value that followed it. Needs attention that looks back to the
+            matching key and copies what came next (an induction head). 10 choices.
 - copy:     a random string of symbols, then `=>` and the same string. Corrupted copies
             (one symbol changed, two symbols swapped, one dropped) are the distractors.
 - add:      two numbers below 100 and their sum; distractors are near misses.
 - brackets: a bracket sequence, then whether it is balanced (yes / no).
+- sort:     distinct digits, then `=>` and the digits in increasing order; distractors are
+            the input order, a near-sorted order and the sorted list with one digit changed.
+- reverse:  a random string of symbols, then `=>` and the string reversed; distractors are
+            the plain copy and reversals with one symbol changed or two swapped.
 
-Every generator takes a numpy Generator, so a seed fixes the whole stream.
+Every generator takes a numpy Generator, so a seed fixes the whole stream, and an optional
+`answer`: the index the correct choice must take. Held-out sets use it to give every
+answer position (and label) the same number of items, so no constant answer beats chance.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SKILLS = ("recall", "copy", "add", "brackets")
+SKILLS = ("recall", "copy", "add", "brackets", "sort", "reverse")
 _LETTERS = string.ascii_lowercase
 _SYMBOLS = string.ascii_lowercase + string.digits
 
@@ -47,43 +54,38 @@ class SkillExample:
         }
 
 
-def recall_example(rng: np.random.Generator) -> SkillExample:
+def n_choices(skill: str) -> int:
+    """How many choices every example of `skill` has."""
+    return {"recall": 10, "brackets": 2}.get(skill, 4)
+
+
+def recall_example(rng: np.random.Generator, answer: int | None = None) -> SkillExample:
     n_pairs = int(rng.integers(3, 7))
-    keys: list[str] = []
-    while len(keys) < n_pairs:
-        key = "".join(rng.choice(list(_LETTERS), size=2))
-        if key not in keys:
-            keys.append(key)
-    values = [str(int(v)) for v in rng.integers(0, 10, size=n_pairs)]
+    keys = [str(k) for k in rng.choice(list(_LETTERS), size=n_pairs, replace=False)]
+    values = [int(v) for v in rng.integers(0, 10, size=n_pairs)]
     query = int(rng.integers(0, n_pairs))
+    if answer is not None:
+        values[query] = answer
     pairs = ", ".join(f"{k} {v}" for k, v in zip(keys, values))
-    prompt = f"recall: {pairs}. {keys[query]} ->"
+    prompt = f"recall: {pairs}. {keys[query]}"
     choices = tuple(f" {d}" for d in range(10))
-    return SkillExample("recall", prompt, choices, int(values[query]))
+    return SkillExample("recall", prompt, choices, values[query])
 
 
-def copy_example(rng: np.random.Generator) -> SkillExample:
+def copy_example(rng: np.random.Generator, answer: int | None = None) -> SkillExample:
     length = int(rng.integers(4, 8))
-    symbols = list(rng.choice(list(_SYMBOLS), size=length))
+    symbols = [str(s) for s in rng.choice(list(_SYMBOLS), size=length)]
     changed = list(symbols)
     pos = int(rng.integers(0, length))
     changed[pos] = _other_symbol(rng, changed[pos])
-    swapped = list(symbols)
-    i = int(rng.integers(0, length - 1))
-    swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
-    if swapped == symbols:  # equal neighbours: swapping did nothing
-        swapped[i] = _other_symbol(rng, swapped[i])
+    swapped = _swap_neighbours(rng, symbols)
     dropped = symbols[:pos] + symbols[pos + 1 :] + [_other_symbol(rng, symbols[-1])]
-    if dropped == symbols:
-        dropped[-1] = _other_symbol(rng, dropped[-1])
     variants = _distinct([symbols, changed, swapped, dropped])
-    order = rng.permutation(4)
-    choices = tuple(" " + " ".join(variants[k]) for k in order)
     prompt = "copy: " + " ".join(symbols) + " =>"
-    return SkillExample("copy", prompt, choices, int(np.flatnonzero(order == 0)[0]))
+    return _multiple_choice("copy", prompt, [" " + " ".join(v) for v in variants], rng, answer)
 
 
-def add_example(rng: np.random.Generator) -> SkillExample:
+def add_example(rng: np.random.Generator, answer: int | None = None) -> SkillExample:
     a, b = (int(x) for x in rng.integers(0, 100, size=2))
     total = a + b
     wrong: list[int] = []
@@ -93,20 +95,46 @@ def add_example(rng: np.random.Generator) -> SkillExample:
             wrong.append(cand)
         if len(wrong) == 3:
             break
-    values = [total] + wrong
-    order = rng.permutation(4)
-    choices = tuple(f" {values[k]}" for k in order)
-    return SkillExample("add", f"add: {a} + {b} =", choices, int(np.flatnonzero(order == 0)[0]))
+    return _multiple_choice("add", f"add: {a} + {b} =",
+                            [f" {v}" for v in [total] + wrong], rng, answer)
 
 
-def brackets_example(rng: np.random.Generator) -> SkillExample:
+def brackets_example(rng: np.random.Generator, answer: int | None = None) -> SkillExample:
     n_pairs = int(rng.integers(2, 6))
     seq = _balanced(rng, n_pairs)
-    balanced = bool(rng.integers(0, 2))
+    balanced = bool(rng.integers(0, 2)) if answer is None else answer == 0
     if not balanced:
         seq = _unbalance(rng, seq)
     prompt = "brackets: " + " ".join(seq) + " ->"
     return SkillExample("brackets", prompt, (" yes", " no"), 0 if balanced else 1)
+
+
+def sort_example(rng: np.random.Generator, answer: int | None = None) -> SkillExample:
+    length = int(rng.integers(3, 7))
+    digits = [str(d) for d in rng.choice(list(string.digits), size=length, replace=False)]
+    ordered = sorted(digits)
+    unsorted = list(digits) if digits != ordered else _swap_neighbours(rng, ordered)
+    near = _swap_neighbours(rng, ordered)
+    changed = list(ordered)
+    pos = int(rng.integers(0, length))
+    changed[pos] = str(rng.choice([d for d in string.digits if d not in digits]))
+    variants = _distinct([ordered, unsorted, near, changed])
+    prompt = "sort: " + " ".join(digits) + " =>"
+    return _multiple_choice("sort", prompt, [" " + " ".join(v) for v in variants], rng, answer)
+
+
+def reverse_example(rng: np.random.Generator, answer: int | None = None) -> SkillExample:
+    length = int(rng.integers(4, 8))
+    symbols = [str(s) for s in rng.choice(list(_SYMBOLS), size=length)]
+    backwards = symbols[::-1]
+    changed = list(backwards)
+    pos = int(rng.integers(0, length))
+    changed[pos] = _other_symbol(rng, changed[pos])
+    swapped = _swap_neighbours(rng, backwards)
+    variants = _distinct([backwards, list(symbols), changed, swapped])
+    prompt = "reverse: " + " ".join(symbols) + " =>"
+    return _multiple_choice("reverse", prompt, [" " + " ".join(v) for v in variants], rng,
+                            answer)
 
 
 GENERATORS = {
@@ -114,10 +142,13 @@ GENERATORS = {
     "copy": copy_example,
     "add": add_example,
     "brackets": brackets_example,
+    "sort": sort_example,
+    "reverse": reverse_example,
 }
 
 
-def skill_stream(seed: int, exclude: set[str] | None = None):
+def skill_stream(seed: int, exclude: set[str] | None = None,
+                 skills: tuple[str, ...] = SKILLS):
     """Endless stream of examples, skills in random order; prompts in `exclude` are skipped.
 
     `exclude` holds the held-out prompts, so the parent never trains on them.
@@ -125,22 +156,51 @@ def skill_stream(seed: int, exclude: set[str] | None = None):
     rng = np.random.default_rng(seed)
     exclude = exclude or set()
     while True:
-        skill = SKILLS[int(rng.integers(0, len(SKILLS)))]
+        skill = skills[int(rng.integers(0, len(skills)))]
         example = GENERATORS[skill](rng)
         if example.prompt not in exclude:
             yield example
 
 
 def heldout_examples(skill: str, n: int, seed: int) -> list[SkillExample]:
-    """n distinct examples of one skill (distinct prompts), reproducible for a seed."""
+    """n distinct examples of one skill (distinct prompts), reproducible for a seed.
+
+    Item i has its correct answer at position i mod (number of choices), so every answer
+    position (and, for yes/no, every label) is equally frequent, also in any prefix that a
+    `limit` takes, to within one item per position.
+    """
     rng = np.random.default_rng(seed)
     seen: set[str] = set()
     out: list[SkillExample] = []
+    k = n_choices(skill)
     while len(out) < n:
-        example = GENERATORS[skill](rng)
+        example = GENERATORS[skill](rng, answer=len(out) % k)
         if example.prompt not in seen:
             seen.add(example.prompt)
             out.append(example)
+    return out
+
+
+def _multiple_choice(skill: str, prompt: str, variants: list[str], rng: np.random.Generator,
+                     answer: int | None) -> SkillExample:
+    """Shuffle `variants` (the first is correct) so the correct one lands at `answer`
+    (a random position when None)."""
+    n = len(variants)
+    if answer is None:
+        order = [int(i) for i in rng.permutation(n)]
+    else:
+        rest = [int(i) + 1 for i in rng.permutation(n - 1)]
+        order = rest[:answer] + [0] + rest[answer:]
+    return SkillExample(skill, prompt, tuple(variants[i] for i in order), order.index(0))
+
+
+def _swap_neighbours(rng: np.random.Generator, seq: list[str]) -> list[str]:
+    """`seq` with two neighbours swapped (and changed where they were equal)."""
+    out = list(seq)
+    i = int(rng.integers(0, len(out) - 1))
+    out[i], out[i + 1] = out[i + 1], out[i]
+    if out == list(seq):  # equal neighbours: swapping did nothing
+        out[i] = _other_symbol(rng, out[i])
     return out
 
 

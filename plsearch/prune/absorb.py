@@ -1,4 +1,4 @@
-"""Post-RMSNorm absorption (METHOD.md section 4) for sandwich-norm families.
+"""Post-RMSNorm absorption (docs/method.md section 4) for sandwich-norm families.
 
 A post-norm computes y = gamma * z / rms(z) on the output z of o_proj or down_proj. With
 rms(z) replaced by a constant r measured on calibration data, y = diag(gamma / r) z, which

@@ -28,10 +28,11 @@ from plsearch.arch import ArchConfig
 from plsearch.errors import ConfigError, InvalidArchError
 from plsearch.families import get_family
 from plsearch.prune import absorb as absorb_mod
-from plsearch.prune.depth import fold_ratio, plan_attention, plan_depth, top_k
+from plsearch.prune.depth import fold_ratio, plan_attention, plan_depth, qk_norm_source, top_k
 from plsearch.prune.recipe import Recipe
 from plsearch.prune.skeleton import empty_model, set_param
 from plsearch.prune.slnp import FINAL, NORM_SLOTS, act_scales, effective_scale, l2_scale
+from plsearch.prune.stream import resident
 from plsearch.prune.width import attention_tensors, mlp_tensors, norm_tensor
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ class PruneReport:
     absorbed_output_rel_error: float | None = None  # decoder output, held-out calibration
     num_params: int = 0
     build_seconds: float = 0.0
+    # CLAP gamma fold: input channels of moved groups left unfolded (ratio above the cap)
+    fold_fallbacks: int = 0
+    # per candidate layer: the parent layer whose q_norm/k_norm it uses (QK-norm families)
+    qk_norm_from: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -114,7 +119,8 @@ def build_candidate(
                           "pass calib_batches")
 
     # 1. plan
-    kept, receiver_of = plan_depth(importance.block_influence, arch.num_hidden_layers)
+    kept, receiver_of = plan_depth(importance.block_influence, arch.num_hidden_layers,
+                                   kinds=getattr(parent.config, "layer_types", None))
     groups = plan_attention(importance, kept, receiver_of, arch.num_key_value_heads,
                             arch.queries_per_group, clap=recipe.clap)
     channels = top_k(importance.channel, arch.hidden_size)
@@ -128,7 +134,8 @@ def build_candidate(
     dtype = next(parent.parameters()).dtype
     model = empty_model(family, config, dtype)
     with torch.no_grad():
-        _fill(model, parent, family, importance, kept, groups, channels, scales, recipe)
+        fold_fallbacks, qk_from = _fill(model, parent, family, importance, kept, groups,
+                                        channels, scales, recipe)
     model.to(next(parent.parameters()).device)
 
     # 4. absorption
@@ -152,7 +159,12 @@ def build_candidate(
         absorbed_output_rel_error=output_error,
         num_params=sum(p.numel() for p in model.parameters()),
         build_seconds=time.perf_counter() - start,
+        fold_fallbacks=fold_fallbacks,
+        qk_norm_from=qk_from,
     )
+    if fold_fallbacks:
+        logger.warning("CLAP gamma fold: %d input channel(s) of moved groups had |gamma_r / "
+                       "gamma_l| above %g and were not folded", fold_fallbacks, recipe.fold_cap)
     return model.eval(), report
 
 
@@ -168,35 +180,55 @@ def _slnp_scales(parent, family, kept, channels, recipe, calib_batches, batch_si
     return {key: 1.0 for key in norms}
 
 
-def _fill(model, parent, family, importance, kept, groups, channels, scales, recipe) -> None:
-    """Every parameter of ``model`` from the parent (steps 1-3 of the module docstring)."""
+def _fill(model, parent, family, importance, kept, groups, channels, scales,
+          recipe) -> tuple[int, list[int]]:
+    """Every parameter of ``model`` from the parent (steps 1-3 of the module docstring);
+    returns (channels the gamma fold left unfolded, q/k-norm source layer per layer)."""
+    fallbacks, qk_from = 0, []
+    for new_index, (layer, layer_groups) in enumerate(zip(kept, groups)):
+        sources = {g.layer for g in layer_groups}
+        with resident(parent, sources | {layer}):  # a streamed parent: these layers only
+            unfolded, qk = _fill_layer(model, parent, family, importance, new_index, layer,
+                                       layer_groups, sources, channels, scales, recipe)
+        fallbacks += unfolded
+        qk_from.append(qk)
+    _fill_ends(model, parent, family, channels, scales[FINAL])
+    return fallbacks, qk_from
+
+
+def _fill_layer(model, parent, family, importance, new_index, layer, layer_groups, sources,
+                channels, scales, recipe) -> tuple[int, int]:
+    """Candidate layer ``new_index`` from parent layer ``layer`` and its KV-group donors;
+    returns (channels the gamma fold left unfolded, the q/k-norm source layer)."""
     offset = family.norm_offset
     parent_layers = family.layers(parent)
     head_dim = family.arch_from_config(parent.config).head_dim
-    for new_index, (layer, layer_groups) in enumerate(zip(kept, groups)):
-        dst = family.layer_parts(family.layers(model)[new_index])
-        src = family.layer_parts(parent_layers[layer])
-        sources = {g.layer for g in layer_groups}
-        parts_of = {i: family.layer_parts(parent_layers[i]) for i in sources | {layer}}
-        receiver_gamma = effective_scale(src.input_norm, offset)
-        fold = {i: fold_ratio(effective_scale(parts_of[i].input_norm, offset), receiver_gamma,
-                              recipe.gamma_guard)
-                for i in sources - {layer}}
-        tensors = attention_tensors(parts_of, layer, layer_groups, channels, head_dim, fold)
-        neurons = top_k(importance.neuron[layer], dst.down.in_features)
-        tensors.update(mlp_tensors(src, neurons, channels))
-        for name, tensor in tensors.items():
-            slot, param = name.split(".")
-            set_param(getattr(dst, slot), param, tensor)
-        for slot in ("q_norm", "k_norm"):  # per-layer head_dim norms: the receiver's own
-            if getattr(src, slot) is not None:
-                set_param(getattr(dst, slot), "weight", getattr(src, slot).weight.detach().clone())
-        for slot in NORM_SLOTS:
-            if getattr(src, slot) is not None:
-                weight = norm_tensor(getattr(src, slot), channels, scales[f"L{layer}.{slot}"],
-                                     offset)
-                set_param(getattr(dst, slot), "weight", weight)
-    _fill_ends(model, parent, family, channels, scales[FINAL])
+    dst = family.layer_parts(family.layers(model)[new_index])
+    src = family.layer_parts(parent_layers[layer])
+    parts_of = {i: family.layer_parts(parent_layers[i]) for i in sources | {layer}}
+    receiver_gamma = effective_scale(src.input_norm, offset)
+    fold, fallbacks = {}, 0
+    for i in sorted(sources - {layer}):
+        fold[i], unfolded = fold_ratio(effective_scale(parts_of[i].input_norm, offset),
+                                       receiver_gamma, recipe.fold_cap)
+        fallbacks += unfolded
+    tensors = attention_tensors(parts_of, layer, layer_groups, channels, head_dim, fold)
+    neurons = top_k(importance.neuron[layer], dst.down.in_features)
+    tensors.update(mlp_tensors(src, neurons, channels))
+    for name, tensor in tensors.items():
+        slot, param = name.split(".")
+        set_param(getattr(dst, slot), param, tensor)
+    qk = qk_norm_source(layer_groups, layer)  # per-layer head_dim norms: majority donor
+    for slot in ("q_norm", "k_norm"):
+        norm = getattr(parts_of[qk], slot)
+        if norm is not None:
+            set_param(getattr(dst, slot), "weight", norm.weight.detach().clone())
+    for slot in NORM_SLOTS:
+        if getattr(src, slot) is not None:
+            weight = norm_tensor(getattr(src, slot), channels, scales[f"L{layer}.{slot}"],
+                                 offset)
+            set_param(getattr(dst, slot), "weight", weight)
+    return fallbacks, qk
 
 
 def _fill_ends(model, parent, family, channels, final_scale: float) -> None:

@@ -1,13 +1,17 @@
-"""Depth pruning and CLAP (METHOD.md section 2): which layers stay, which KV groups each keeps.
+"""Depth pruning and CLAP (docs/method.md section 2): which layers stay, which KV groups
+each keeps.
 
 Plans are plain data computed from importance scores alone; width.py turns them into
 weights. Without CLAP a kept layer chooses among its own KV groups, so the same planner
 serves plain head pruning too.
 
-What CLAP cannot carry over: per-layer QK-norm weights (Qwen3, Gemma-3) are shared by all
-heads of a layer, so a moved group uses its receiver's q_norm/k_norm; a receiver keeps its
-own attention kind (Gemma-3 sliding or full) and o_proj bias; the removed layer's FFN is
-dropped (the paper moves attention only).
+What CLAP cannot carry over exactly: per-layer QK-norm weights (Qwen3, Gemma-3) are shared
+by all heads of a layer, so the rebuilt layer uses the q/k norms of the layer that supplies
+most of its kept groups (``qk_norm_source``; exact when they all come from one layer). A
+group only moves between layers of the same attention kind (Gemma-3 sliding or full): a
+removed layer's receiver is the nearest kept layer of its kind, and a removed layer with no
+kept layer of its kind hands nothing on. The receiver keeps its o_proj bias; the removed
+layer's FFN is dropped (the paper moves attention only).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["KeptGroup", "fold_ratio", "plan_attention", "plan_depth", "top_k"]
+__all__ = ["KeptGroup", "fold_ratio", "plan_attention", "plan_depth", "qk_norm_source",
+           "top_k"]
 
 
 @dataclass(frozen=True)
@@ -34,12 +39,15 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     return order[:k].sort().values
 
 
-def plan_depth(block_influence: torch.Tensor, num_layers: int) -> tuple[list[int], dict[int, int]]:
+def plan_depth(block_influence: torch.Tensor, num_layers: int,
+               kinds: list[str] | None = None) -> tuple[list[int], dict[int, int]]:
     """(kept parent layers ascending, {removed layer: receiver}).
 
     The ``L - num_layers`` layers with the lowest block influence go (ties: the lower
     index goes first). A removed layer's receiver is the nearest kept layer before it, or
-    the nearest after it when none is before.
+    the nearest after it when none is before; with ``kinds`` (the config's layer_types,
+    e.g. Gemma-3's sliding/full) only a kept layer of the same kind, and a removed layer
+    with none has no receiver.
     """
     total = block_influence.shape[0]
     order = torch.sort(block_influence, stable=True).indices.tolist()
@@ -47,8 +55,11 @@ def plan_depth(block_influence: torch.Tensor, num_layers: int) -> tuple[list[int
     kept = sorted(order[total - num_layers :])
     receiver_of = {}
     for r in removed:
-        before = [k for k in kept if k < r]
-        receiver_of[r] = before[-1] if before else min(k for k in kept if k > r)
+        same = [k for k in kept if kinds is None or kinds[k] == kinds[r]]
+        if not same:
+            continue
+        before = [k for k in same if k < r]
+        receiver_of[r] = before[-1] if before else min(k for k in same if k > r)
     return kept, receiver_of
 
 
@@ -85,15 +96,27 @@ def plan_attention(
     return plan
 
 
-def fold_ratio(gamma_src: torch.Tensor, gamma_dst: torch.Tensor, guard: float) -> torch.Tensor:
-    """Per-channel gamma_src / gamma_dst (effective scales), float32, with a guarded divisor.
+def qk_norm_source(groups: list[KeptGroup], receiver: int) -> int:
+    """The parent layer whose q_norm/k_norm a rebuilt layer uses: the one that supplies
+    most of its kept groups (the receiver on a tie, else the lowest index)."""
+    counts: dict[int, int] = {}
+    for g in groups:
+        counts[g.layer] = counts.get(g.layer, 0) + 1
+    best = max(counts.values(), default=0)
+    tied = sorted(layer for layer, n in counts.items() if n == best)
+    return receiver if receiver in tied or not tied else tied[0]
+
+
+def fold_ratio(gamma_src: torch.Tensor, gamma_dst: torch.Tensor,
+               cap: float) -> tuple[torch.Tensor, int]:
+    """(per-channel gamma_src / gamma_dst in float32, channels not folded).
 
     Multiplying a moved group's q/k/v input columns by this ratio makes it see, through the
     receiver's pre-attention norm, the normalized input scale of its own layer's norm.
-    |gamma_dst| is floored at ``guard`` times its RMS (keeping its sign; zero counts as +).
+    Where |ratio| > ``cap`` (a near-zero receiver gamma would scale columns ~1000x) or the
+    ratio is not finite, that channel is not folded (ratio 1); their number is returned.
     """
     src, dst = gamma_src.float(), gamma_dst.float()
-    floor = guard * dst.pow(2).mean().sqrt().clamp_min(torch.finfo(torch.float32).tiny)
-    sign = torch.where(dst < 0, -1.0, 1.0)
-    divisor = torch.where(dst.abs() < floor, sign * floor, dst)
-    return src / divisor
+    ratio = src / dst
+    bad = ~torch.isfinite(ratio) | (ratio.abs() > cap)
+    return torch.where(bad, torch.ones_like(ratio), ratio), int(bad.sum())

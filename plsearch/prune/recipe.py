@@ -17,7 +17,7 @@ _ABSORB_RMS = ("mean", "harmonic")
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to turn parent weights into a candidate's weights (METHOD.md sections 2-4).
+    """How to turn parent weights into a candidate's weights (docs/method.md sections 2-4).
 
     The presets are the variants the ablation compares; any field can be overridden:
     ``Recipe.preset("minitron", slnp="l2")`` is minitron + SLNP.
@@ -33,10 +33,11 @@ class Recipe:
     absorb_post_norm: bool | None = None
     # False: depth only, the arch must keep the parent's width (ShortGPT).
     width: bool = True
-    # CLAP gamma fold: |gamma_l| is floored at this fraction of its RMS before dividing,
-    # so a near-zero receiver scale cannot blow a moved group's weights up.
-    gamma_guard: float = 1e-3
-    # Absorption constant r: "mean" = mean over tokens of rms(z) (METHOD.md default);
+    # CLAP gamma fold: a channel whose ratio |gamma_r / gamma_l| exceeds this is not folded
+    # (a near-zero receiver scale would blow a moved group's columns up); PruneReport
+    # counts those channels in fold_fallbacks.
+    fold_cap: float = 10.0
+    # Absorption constant r: "mean" = mean over tokens of rms(z) (docs/method.md default);
     # "harmonic" = 1 / mean(1 / rms(z)), the value that keeps the mean scale 1/rms exact.
     absorb_rms: Literal["mean", "harmonic"] = "mean"
 
@@ -47,8 +48,8 @@ class Recipe:
         if self.absorb_rms not in _ABSORB_RMS:
             problems.append(f"absorb_rms must be one of {', '.join(_ABSORB_RMS)}, "
                             f"got {self.absorb_rms!r}")
-        if not self.gamma_guard > 0:
-            problems.append(f"gamma_guard must be positive, got {self.gamma_guard}")
+        if not self.fold_cap >= 1:
+            problems.append(f"fold_cap must be at least 1, got {self.fold_cap}")
         if problems:
             raise ConfigError("invalid recipe: " + "; ".join(problems))
 

@@ -1,9 +1,11 @@
-"""SLNP, stabilized LayerNorm pruning (METHOD.md section 3): one scale per sliced norm.
+"""SLNP, stabilized LayerNorm pruning (docs/method.md section 3): one scale per sliced norm.
 
 Every hidden-size RMSNorm keeps ``gamma[kept] * c``; this module only computes c.
-"l2": c = ||gamma||_2 / ||gamma[kept]||_2. "act": c makes the norm's output RMS on
-calibration data equal the unpruned norm's, both measured on the parent's own norm inputs
-(one pass of the parent, hooks on the norms of the kept layers and the final norm).
+"l2": c = ||gamma||_2 / ||gamma[kept]||_2. "act": c makes the mean per-token L2 norm of
+the sliced norm's output (over the kept channels) equal that of the unpruned norm's output
+(over all channels), both on the parent's own norm inputs from calibration data (one pass
+of the parent, hooks on the norms of the kept layers and the final norm). Matching the RMS
+instead would give c ~ 1: normalization already fixes the RMS.
 "none": c = 1. Norms stored as (offset + w), Gemma's 1 + w, are scaled on the effective
 scale offset + w. Keeping every channel means c = 1 exactly.
 """
@@ -59,9 +61,10 @@ def l2_scale(gamma: torch.Tensor, kept: torch.Tensor) -> float:
     return gamma.norm().item() / kept_norm if kept_norm > 0 else 1.0
 
 
-class _OutputRms:
-    """Forward hook on a parent norm: sums of squared outputs, full and re-normalized on
-    the kept channels only (what the sliced norm would output for the same input)."""
+class _OutputNorm:
+    """Forward hook on a parent norm: sums over tokens of the output vector's L2 norm, full
+    and re-normalized on the kept channels only (what the sliced norm would output for the
+    same input)."""
 
     def __init__(self, kept: torch.Tensor, offset: float) -> None:
         self.kept = kept
@@ -74,8 +77,8 @@ class _OutputRms:
         x = args[0].float()[..., self.kept.to(args[0].device)]
         gamma = effective_scale(module, self.offset)[self.kept.to(module.weight.device)]
         y_sliced = gamma * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm_eps(module))
-        self.full += output.float().pow(2).sum().item()
-        self.sliced += y_sliced.pow(2).sum().item()
+        self.full += output.float().norm(dim=-1).sum().item()
+        self.sliced += y_sliced.norm(dim=-1).sum().item()
         self.tokens += x[..., 0].numel()
 
 
@@ -90,19 +93,15 @@ def act_scales(
     width = family.arch_from_config(parent.config).hidden_size
     if kept_channels.numel() == width:
         return {key: 1.0 for key in norm_modules(parent, family, kept_layers)}
-    hooks = {key: _OutputRms(kept_channels, family.norm_offset)
+    hooks = {key: _OutputNorm(kept_channels, family.norm_offset)
              for key in norm_modules(parent, family, kept_layers)}
     device = next(parent.parameters()).device
     with torch.inference_mode(), _hooked(parent, family, kept_layers, hooks):
         for batch in batches:
             family.decoder(parent)(input_ids=batch.to(device), use_cache=False)
-    d_kept = kept_channels.numel()
-    scales = {}
-    for key, hook in hooks.items():
-        full_ms = hook.full / (hook.tokens * width)
-        sliced_ms = hook.sliced / (hook.tokens * d_kept)
-        scales[key] = (full_ms / sliced_ms) ** 0.5 if sliced_ms > 0 else 1.0
-    return scales
+    # c = mean_t ||y_full,t||_2 / mean_t ||y_sliced,t||_2 (the token counts cancel)
+    return {key: hook.full / hook.sliced if hook.sliced > 0 else 1.0
+            for key, hook in hooks.items()}
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Width slicing (METHOD.md section 3): the weights of a candidate layer from parent layers.
+"""Width slicing (docs/method.md section 3): the weights of a candidate layer from parent layers.
 
 Pure tensor functions: each returns new tensors (the parent is only read), named by the
 LayerParts slot and parameter they fill, e.g. {"q.weight": ..., "q.bias": ...}. Shapes

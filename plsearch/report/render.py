@@ -46,7 +46,7 @@ def export_command(data: ReportData, number: int) -> str:
     in_run_dir = facts.run_dir and facts.storage.startswith("sqlite:///") and \
         Path(facts.storage[len("sqlite:///"):]).resolve() == Path(facts.run_dir, "study.db").resolve()
     if in_run_dir:
-        source = ["--out-dir", facts.run_dir]
+        source = ["--run", facts.run_dir]
     else:  # a shared storage: its password, if any, shows as *** and must be filled in
         source = ["--storage", facts.storage, "--study", facts.study_name]
     parts = ["plsearch", "export", *source, "--trial", str(number),

@@ -32,16 +32,16 @@ def open_for_export(out_dir: str | Path | None = None, storage: str | None = Non
                     study: str | None = None) -> optuna.Study:
     """The study of a run folder (its study.db) or of a storage URL."""
     if out_dir and storage:
-        raise ConfigError("give either --out-dir DIR or --storage URL, not both")
+        raise ConfigError("give either --run DIR or --storage URL, not both")
     if out_dir:
         db = Path(out_dir) / "study.db"
         if not db.exists():
             raise ConfigError(f"{out_dir} holds no study.db; pass the run folder of a search "
-                              "(its --out) or --storage URL --study NAME")
+                              "(its --run) or --storage URL --study NAME")
         return load_existing_study(storage_url(None, Path(out_dir)), study)
     if storage:
         return load_existing_study(storage_url(storage, Path(".")), study)
-    raise ConfigError("name the search: --out-dir DIR (its run folder) or --storage URL "
+    raise ConfigError("name the search: --run DIR (its run folder) or --storage URL "
                       "[--study NAME]")
 
 
@@ -149,6 +149,7 @@ def model_card(study: optuna.Study, trial: TrialRecord) -> str:
     else:
         compare, share = "", ""
     lines = [
+        *_front_matter(s.get("parent")),
         f"# plsearch candidate: trial {r.number} of study `{study.study_name}`",
         "",
         ("A decoder LLM pruned from its parent with the Pangu Light method (plsearch), then "
@@ -199,6 +200,23 @@ def model_card(study: optuna.Study, trial: TrialRecord) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _front_matter(parent: str | None) -> list[str]:
+    """The Hub's model-card metadata (YAML between --- lines); base_model only when the
+    parent is a Hub model (an id, or a folder of the Hub cache), not a local folder."""
+    import re
+
+    base = None
+    if parent:
+        cached = re.search(r"models--([^/\\]+?)--([^/\\]+)", parent)
+        if cached:
+            base = f"{cached.group(1)}/{cached.group(2)}"
+        elif re.fullmatch(r"[\w.-]+/[\w.-]+", parent) and not Path(parent).exists():
+            base = parent
+    return ["---", *([f"base_model: {base}"] if base else []), "library_name: transformers",
+            "pipeline_tag: text-generation",
+            "tags:", "- plsearch", "- pruned", "- knowledge-distillation", "---", ""]
 
 
 def _last_kd_loss(curve: Any) -> str:

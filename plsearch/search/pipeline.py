@@ -12,21 +12,25 @@ held-out windows for perplexity.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from plsearch import distributed
 from plsearch.arch import ArchConfig
-from plsearch.config import DeviceProfile, configs_dir
-from plsearch.errors import ConfigError, DeviceError, LatencyTableError
+from plsearch.config import DeviceProfile
+from plsearch.errors import ConfigError, DeviceError
+
+# One home per concept: the table lookup, the device's threads and timer and the one way to
+# measure a whole model live in plsearch.latency; re-exported here for the search's callers.
+from plsearch.latency.engine import measure_tokens_per_s
+from plsearch.latency.lookup import Latency, load_latency
+from plsearch.latency.timers import device_threads, torch_device
 from plsearch.search.objective import RetrainResult, RungScore
 from plsearch.search.space import Rung, SearchSpace
 
@@ -36,149 +40,15 @@ __all__ = ["Latency", "RealPipeline", "device_threads", "load_latency", "load_pi
 logger = logging.getLogger(__name__)
 
 
-# ---------------------------------------------------------------- latency
-
-
-@dataclass(frozen=True)
-class Latency:
-    """The fitted predictor of one device and how it was checked."""
-
-    predictor: Any  # plsearch.latency.predictor.LatencyPredictor
-    table_path: Path
-    fingerprint: dict[str, Any]  # the table's (latest run)
-    local: bool  # the profiled device is this machine's: candidates can be measured here
-    validation: dict[str, float]  # predictor error on the table's whole-model rows
-
-    def tokens_per_s(self, arch: ArchConfig, profile: DeviceProfile) -> float:
-        """Predicted tokens/s of ``arch`` on the profile's workload."""
-        from plsearch.latency.predictor import predict_tokens_per_s
-
-        return float(predict_tokens_per_s(arch, profile, self.predictor))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"table": str(self.table_path), "fingerprint": self.fingerprint,
-                "local": self.local, "validation": self.validation}
-
-
-@contextlib.contextmanager
-def device_threads(profile: DeviceProfile):
-    """torch intra-op threads as the profile says (cpu only), restored afterwards."""
-    before = torch.get_num_threads()
-    if profile.kind == "cpu" and profile.threads:
-        torch.set_num_threads(profile.threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def profile_timer(profile: DeviceProfile):
-    """The profile's device timer on this machine, or None when the device is not here."""
-    from plsearch.latency.timers import get_timer
-
-    try:
-        with device_threads(profile):
-            return get_timer(profile.kind, cpu_clock=getattr(profile, "cpu_clock", "wall"))
-    except DeviceError:
-        return None
-
-
-def current_fingerprint(profile: DeviceProfile, timer) -> dict[str, Any]:
-    with device_threads(profile):
-        return timer.fingerprint(profile.dtype)
-
-
-def default_table_path(profile: DeviceProfile, timer) -> Path:
-    """latency_db/<profile>-<device slug>.csv (the source tree's latency_db/ if any, else ./)."""
-    from plsearch.latency.table import device_tag
-
-    name = f"{device_tag(profile.name, timer.device_name())}.csv" if timer else None
-    repo_db = configs_dir().parent / "latency_db"  # where `plsearch profile-npu` writes
-    for folder in ((repo_db, Path("latency_db")) if repo_db.is_dir() else (Path("latency_db"),)):
-        if name and (folder / name).exists():
-            return folder / name
-        if not name:
-            found = sorted(folder.glob(f"{profile.name}-*.csv"))
-            if len(found) == 1:
-                return found[0]
-    folder = repo_db if repo_db.is_dir() else Path("latency_db")
-    return folder / (name or f"{profile.name}.csv")
-
-
-def load_latency(profile: DeviceProfile, latency_db: str | Path | None = None,
-                 profile_name: str = "", space: str | Path | None = None) -> Latency:
-    """Read the device's latency table, check it describes this device, fit the predictor.
-
-    LatencyTableError (pointing to `plsearch profile-npu`) when the table is missing, was
-    measured on another device or setup, or has the wrong dtype.
-    """
-    from plsearch.latency.predictor import fit_predictor, validate_predictor
-    from plsearch.latency.table import fingerprint_mismatches, latest_fingerprint, read_table
-
-    timer = profile_timer(profile)
-    path = Path(latency_db) if latency_db else default_table_path(profile, timer)
-    space_arg = f" --space {space}" if space else ""
-    hint = (f"`plsearch profile-npu --device {profile.kind} --device-profile "
-            f"{profile_name or profile.name}{space_arg}` (add --quick for a few minutes' grid)")
-    if not path.exists():
-        raise LatencyTableError(f"no latency table for this device at {path}; measure it with "
-                                f"{hint}, or pass --latency-db")
-    table = read_table(path)
-    recorded = latest_fingerprint(table)
-    if str(recorded["backend"]) != profile.kind or str(recorded["dtype"]) != profile.dtype:
-        raise LatencyTableError(
-            f"{path} was measured on {recorded['backend']} in {recorded['dtype']}, but the "
-            f"device profile targets {profile.kind} in {profile.dtype}; measure this device "
-            f"with {hint}")
-    if timer is not None:
-        mismatches = fingerprint_mismatches(table, current_fingerprint(profile, timer))
-        if mismatches:
-            raise LatencyTableError(
-                f"{path} does not describe this device ({'; '.join(mismatches)}); its speeds "
-                f"would mislead the search: measure this device with {hint}")
-    else:
-        logger.warning("the %s device of profile %s is not on this machine: predictions come "
-                       "from %s, and front candidates cannot be measured here",
-                       profile.kind, profile.name, path)
-    predictor = fit_predictor(table)
-    try:
-        report = validate_predictor(predictor, table)
-        validation = {"median_ape": report.median_ape(), "within_10pct": report.share_within(0.10),
-                      "models": report.count()}
-    except LatencyTableError:
-        validation = {}
-    fingerprint = {k: (v.item() if hasattr(v, "item") else v) for k, v in recorded.items()}
-    return Latency(predictor=predictor, table_path=path, fingerprint=fingerprint,
-                   local=timer is not None, validation=validation)
-
-
-def measure_tokens_per_s(model, profile: DeviceProfile, *, repeats: int = 5,
-                         seed: int = 0) -> float:
-    """Real tokens/s of ``model`` on the profile's workload (greedy generation, end to end)."""
-    from plsearch.latency.profiler import TORCH_DTYPES, measure_workload
-
-    timer = profile_timer(profile)
-    if timer is None:
-        raise DeviceError(f"the {profile.kind} device of profile {profile.name} is not on this "
-                          "machine; measure candidates where it is")
-    w = profile.workload
-    model = model.to(device=timer.device, dtype=TORCH_DTYPES[profile.dtype]).eval()
-    generator = torch.Generator().manual_seed(seed)
-    with device_threads(profile):
-        timing = measure_workload(model, timer, w.batch_size, w.prompt_len, w.generated_len,
-                                  warmup=1, repeats=repeats, generator=generator)
-    return w.batch_size * w.generated_len / (timing.median_ms / 1e3)
+# ---------------------------------------------------------------- device
 
 
 def training_device(profile: DeviceProfile) -> torch.device:
     """Where candidates are built and retrained: the profile's accelerator if here, else cpu."""
-    if profile.kind == "cuda" and torch.cuda.is_available():
-        return torch.device("cuda")
-    if profile.kind == "npu":
-        timer = profile_timer(profile)
-        if timer is not None:
-            return timer.device
-    return torch.device("cpu")
+    try:
+        return torch_device(profile.kind)  # the one device choice (plsearch.latency.timers)
+    except DeviceError:
+        return torch.device("cpu")
 
 
 # ---------------------------------------------------------------- pipeline
@@ -189,7 +59,8 @@ class RealPipeline:
 
     def __init__(self, *, parent, tokenizer, model_dir: Path, importance, space: SearchSpace,
                  profile: DeviceProfile, latency: Latency, calib: torch.Tensor,
-                 kd_windows: torch.Tensor, ppl_windows: torch.Tensor, seed: int):
+                 kd_windows: torch.Tensor, ppl_windows: torch.Tensor, seed: int,
+                 builder=None):
         from plsearch.families import get_family
         from plsearch.prune import Recipe
 
@@ -209,6 +80,10 @@ class RealPipeline:
         self.recipe = space.recipe
         self._recipe = Recipe.preset(space.recipe)
         self.device = next(parent.parameters()).device
+        # What candidates are cut from: the parent itself, or under torchrun (where the
+        # parent is sharded as the KD teacher) the parent streamed from its folder.
+        self.builder = builder if builder is not None else parent
+        self.builder_device = next(self.builder.parameters()).device
 
     # -- the Pipeline protocol
 
@@ -222,9 +97,10 @@ class RealPipeline:
         from plsearch.prune import build_candidate
 
         with torch.no_grad():
-            model, _report = build_candidate(self.parent, self.importance, arch, self._recipe,
-                                             calib_batches=self.calib)
-        return model
+            model, _report = build_candidate(self.builder, self.importance, arch, self._recipe,
+                                             calib_batches=self.calib.to(self.builder_device))
+        return distributed.shard_model(model, self.device,  # .to(device) in one process
+                                       param_dtype=_gather_dtype(self.device))
 
     def heldout_kl(self, model) -> tuple[float, float]:
         """(KL(parent || model), its stderr) over the held-out windows, nats per token."""
@@ -287,6 +163,11 @@ class RealPipeline:
     def save(self, model, out_dir: Path, meta: dict) -> Path:
         from plsearch.prune import save_candidate
 
+        if distributed.is_sharded(model):  # gathered on rank 0, the only rank that writes
+            state = distributed.full_state_dict(model)
+            if not distributed.is_main():
+                return out_dir
+            model = distributed.unsharded_copy(model, state)
         return save_candidate(model, self.tokenizer, out_dir, meta)
 
     def release(self, model) -> None:
@@ -336,6 +217,31 @@ class RealPipeline:
         return self.score(self.parent, self.space.ladder.rungs[-1])
 
 
+def _load_distributed(model_dir, space: SearchSpace, device):
+    """Under torchrun: (teacher sharded over the ranks with FSDP2, tokenizer, folder, the
+    parent streamed from its folder on the CPU, which candidates are cut from)."""
+    from transformers import AutoTokenizer
+
+    from plsearch.models import resolve_model_dir
+    from plsearch.prune.stream import open_streamed
+
+    if space.kd.batch_size % distributed.world_size():
+        raise ConfigError(f"kd.batch_size {space.kd.batch_size} must be a multiple of the "
+                          f"{distributed.world_size()} ranks; change the space file")
+    model_dir = resolve_model_dir(model_dir)
+    tokenizer = None
+    if (model_dir / "tokenizer.json").exists() or (model_dir / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    return (distributed.load_sharded(model_dir, device, param_dtype=_gather_dtype(device)),
+            tokenizer, model_dir, open_streamed(model_dir))
+
+
+def _gather_dtype(device: torch.device) -> torch.dtype | None:
+    """FSDP2's compute dtype under torchrun: bf16 on accelerators (where KD runs under bf16
+    autocast anyway), float32 on CPU; shards and AdamW state stay float32."""
+    return torch.bfloat16 if device.type in ("cuda", "npu") else None
+
+
 def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, latency: Latency,
                   *, seed: int = 0, progress: bool = False) -> RealPipeline:
     """Load the parent and prepare everything trials share."""
@@ -352,12 +258,15 @@ def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, l
     from plsearch.importance import ImportanceKey, compute_importance
     from plsearch.models import load_model, weights_hash
 
-    device = training_device(profile)
-    parent, tokenizer, model_dir = load_model(model_dir)
+    device = distributed.setup(training_device(profile))  # under torchrun: this rank's
+    if distributed.is_distributed():
+        parent, tokenizer, model_dir, builder = _load_distributed(model_dir, space, device)
+    else:
+        parent, tokenizer, model_dir = load_model(model_dir)
+        parent, builder = parent.to(device).eval(), None
     if tokenizer is None:
         raise ConfigError(f"{model_dir} has no tokenizer; the search needs one for KD data "
                           "and evaluation: save the tokenizer into the model folder")
-    parent.to(device).eval()
     kd = space.kd
     stream = token_stream(tokenizer, kd.data, seed=seed)
     builtin = kd.data in (None, "", "builtin")
@@ -390,4 +299,4 @@ def load_pipeline(model_dir: Path, space: SearchSpace, profile: DeviceProfile, l
                         importance=importance, space=space, profile=profile,
                         latency=latency, calib=calib.to(device),
                         kd_windows=kd_windows.to(device), ppl_windows=ppl_windows,
-                        seed=seed)
+                        seed=seed, builder=builder)

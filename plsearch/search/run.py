@@ -30,7 +30,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from plsearch import atomic
+from plsearch import atomic, distributed
 from plsearch.errors import ConfigError
 from plsearch.search.objective import built_count
 from plsearch.search.record import TrialRecord
@@ -142,7 +142,8 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
     grid = space.resolve(parent_arch, profile.alignment)
     if latency is None:
         latency = load_latency(profile, opts.latency_db, profile_name=opts.device_profile,
-                               space=opts.space or "configs/search/default.yaml")
+                               space=opts.space or "configs/search/default.yaml",
+                               parent_config=config)
 
     def predict(arch) -> float:
         return latency.tokens_per_s(arch, profile)
@@ -166,7 +167,7 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
 def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | None = None,
                on_stage: Callable[[str], None] | None = None, *, latency=None,
                pipeline_factory: Callable | None = None,
-               on_progress: Callable[[str], None] | None = None) -> SearchSummary:
+               on_progress: Callable[[str], None] | None = None) -> SearchSummary | None:
     """Run (or resume, or join) a search; see the module docstring for the steps.
 
     ``on_trial(frozen_trial)`` is called after every trial, ``on_stage(message)`` at each
@@ -174,6 +175,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
     task being evaluated; and the search's ETA), at most every few seconds.
     ``latency`` and ``pipeline_factory`` replace the device's latency table and the
     model pipeline (tests and benches use fast fakes; see plsearch/search/testing.py).
+    Under torchrun, ranks > 0 only mirror rank 0's model calls and return None.
     """
     from plsearch.search import study as st
     from plsearch.search.objective import make_objective
@@ -183,6 +185,12 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
     stage = on_stage or (lambda message: None)
     started = time.perf_counter()
     plan = plan_search(opts, latency)  # 1.
+    if not distributed.is_main():  # torchrun ranks > 0: rank 0's model calls, no Optuna
+        factory = pipeline_factory or load_pipeline
+        distributed.follow(factory(plan.model_dir, plan.space, plan.profile, plan.latency,
+                                   seed=opts.seed))
+        distributed.shutdown()
+        return None
     name = opts.study or default_study_name(plan.space.name, plan.budget.spec)
     run_dir = Path(opts.out or Path("reports") / name)
     url = st.storage_url(opts.storage, run_dir)
@@ -210,6 +218,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         stage("loading the parent, importance scores and KD data")
         factory = pipeline_factory or load_pipeline
         pipeline = factory(plan.model_dir, plan.space, plan.profile, plan.latency, seed=opts.seed)
+        pipeline = distributed.lead(pipeline)  # torchrun: every rank mirrors the model calls
         if "parent_accuracy" not in study.user_attrs:
             stage("scoring the parent")
             parent_score = pipeline.parent_score()
@@ -220,6 +229,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         eta = _Eta(study, opts.trials, on_progress)
         objective = make_objective(pipeline, plan.grid, plan.space, plan.need, artifacts,
                                    feasible=plan.feasible, progress=eta.say,
+                                   screen=_screener(plan, study),
                                    candidate_meta={
             "parent": attrs["parent"], "parent_arch": plan.parent_arch.to_dict(),
             "study": name, "device_profile": plan.profile.name,
@@ -232,6 +242,8 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
               f"{plan.need:,.0f} tokens/s predicted (parent {plan.parent_tokens_per_s:,.0f})")
         eta.start()
         _optimize(study, objective, opts, on_trial)
+        distributed.stop_followers(pipeline)
+        distributed.shutdown()  # the rest (verification, outputs) is rank 0's alone
         del pipeline  # frees the parent before candidates are measured
 
         # 5. verification and outputs
@@ -301,6 +313,10 @@ def _finish(study, plan: SearchPlan, opts: SearchOptions, name: str, url: str, r
         verification = {"skipped": f"the {plan.profile.kind} device is not on this machine"}
     front = [t.number for t in pareto_front(study)]
     study.set_user_attr("pareto_front", front)
+    refinement = _refinement(study)
+    if refinement is not None:
+        study.set_user_attr("latency_refinement", refinement)
+        verification = {**verification, "refinement": refinement}
     write_trials_csv(study, run_dir / "trials.csv")
     best_tps, best_arch = plan.fastest
     _write_json(run_dir / "run.json", {
@@ -452,6 +468,48 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     atomic.write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _screener(plan: SearchPlan, study: optuna.Study):
+    """Issue 13's pre-build check: near the budget, an arch is timed with random weights
+    through the profile's engine (plsearch.latency.screen) and the measurement decides.
+    Each measurement is a (predicted, measured) pair in the study's ``latency_pairs``; the
+    check's predictor is refined on them as they come (plsearch.latency.refine). None when
+    the device is not here or the latency is a stand-in (tests)."""
+    latency = plan.latency
+    if not getattr(latency, "local", False) or not hasattr(latency, "with_correction"):
+        return None
+    from plsearch.latency.refine import fit_correction
+    from plsearch.latency.screen import screen_arch
+    from plsearch.models import read_config
+
+    parent_config = read_config(plan.model_dir)
+    absorbed = plan.space.recipe == "pangu"  # pangu exports the absorbed model type
+    pairs = [tuple(p) for p in study.user_attrs.get("latency_pairs", [])]
+    state = {"latency": latency.with_correction(fit_correction(pairs)) if pairs else latency}
+
+    def screen(arch) -> float | None:
+        checked = screen_arch(arch, plan.need, state["latency"], plan.profile, parent_config,
+                              absorbed=absorbed)
+        if checked.pair is not None:
+            pairs.append(checked.pair)
+            study.set_user_attr("latency_pairs", [list(p) for p in pairs])
+            state["latency"] = latency.with_correction(fit_correction(pairs))
+        return checked.measured_tokens_per_s
+
+    return screen
+
+
+def _refinement(study: optuna.Study) -> dict[str, Any] | None:
+    """The predictor's error before and after the residual correction (leave-one-out), on
+    every whole-model measurement of the search: pre-build checks and verification."""
+    from plsearch.latency.refine import refinement_report
+    from plsearch.search.verify import fully_evaluated
+
+    pairs = [tuple(p) for p in study.user_attrs.get("latency_pairs", [])]
+    pairs += [(r.predicted_tokens_per_s, r.measured_tokens_per_s)
+              for r in fully_evaluated(study) if r.measured_tokens_per_s]
+    return refinement_report(pairs) if pairs else None
 
 
 class _Eta:

@@ -45,6 +45,7 @@ __all__ = [
     "SearchGrid",
     "SearchSpace",
     "load_space",
+    "parse_axes",
     "space_path",
 ]
 
@@ -309,19 +310,7 @@ def parse_space(data: Any, source: str = "space") -> SearchSpace:
         if key not in data:
             problems.append(f"missing key {key}")
 
-    axes: dict[str, Axis] = {}
-    raw_axes = data.get("axes", {})
-    if not isinstance(raw_axes, dict) or not raw_axes:
-        problems.append("axes must map at least one of "
-                        f"{', '.join(AXES)} to its values")
-        raw_axes = {}
-    for name, raw in raw_axes.items():
-        if name not in AXES:
-            problems.append(f"unknown axis axes.{name} (expected: {', '.join(AXES)})")
-            continue
-        axis = Axis.parse(raw, f"axes.{name}", problems)
-        if axis is not None:
-            axes[name] = axis
+    axes = parse_axes(data.get("axes", {}), problems)
 
     recipe = data.get("recipe", "pangu")
     if recipe not in _RECIPES:
@@ -347,6 +336,23 @@ def parse_space(data: Any, source: str = "space") -> SearchSpace:
         raise ConfigError(f"{source}: " + "; ".join(problems) + "; fix the file")
     return SearchSpace(name=name, axes=axes, recipe=recipe, kd=kd, ladder=ladder,
                        objective=objective, calibration_samples=calibration, source=source)
+
+
+def parse_axes(raw_axes: Any, problems: list[str], prefix: str = "axes.") -> dict[str, Axis]:
+    """The ``axes`` block of a space file (also read by `plsearch profile-npu --space`)."""
+    axes: dict[str, Axis] = {}
+    if not isinstance(raw_axes, dict) or not raw_axes:
+        problems.append(f"{prefix.rstrip('.') or 'the file'} must map at least one of "
+                        f"{', '.join(AXES)} to its values")
+        raw_axes = {}
+    for name, raw in raw_axes.items():
+        if name not in AXES:
+            problems.append(f"unknown axis {prefix}{name} (expected: {', '.join(AXES)})")
+            continue
+        axis = Axis.parse(raw, f"{prefix}{name}", problems)
+        if axis is not None:
+            axes[name] = axis
+    return axes
 
 
 def _parse_ladder(raw: Any, problems: list[str]) -> Ladder | None:

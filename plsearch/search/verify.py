@@ -119,8 +119,8 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
 
 
 def _measure_folder(folder: str, profile: DeviceProfile, repeats: int, seed: int) -> float:
+    from plsearch.latency.engine import measure_tokens_per_s  # the profile's engine
     from plsearch.models import load_model
-    from plsearch.search.pipeline import measure_tokens_per_s
 
     model, _, _ = load_model(folder)
     try:

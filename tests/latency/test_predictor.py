@@ -141,3 +141,25 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
         path = Path(folder) / "t.csv"
         append_rows(path, frame.to_dict("records"))
         return read_table(path)
+
+
+def test_layer_scale_recovers_how_much_slower_layers_run_inside_a_model(tmp_path):
+    rows = synthetic_rows()
+    unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
+    scale = {"prefill": 1.12, "decode": 1.05}
+    for layers, hidden in ((2, 64), (4, 96), (6, 128), (3, 80)):
+        arch = BASE.replace(num_hidden_layers=layers, hidden_size=hidden)
+        pre = predict_latency(arch, Workload(2, 16, 1), unit).breakdown
+        rows.append(row("model", "prefill", arch, layers, 2, 16, 16,
+                        scale["prefill"] * pre["prefill_blocks_ms"] + pre["prefill_head_ms"]))
+        b = predict_latency(arch, Workload(2, 16, 5), unit).breakdown
+        ms = (scale["prefill"] * b["prefill_blocks_ms"] + b["prefill_head_ms"]
+              + scale["decode"] * b["decode_blocks_ms"] + b["decode_head_ms"])
+        rows.append(row("model", "workload", arch, layers, 2, 16, 20, ms, generated=5))
+    table = append_rows(tmp_path / "t.csv", rows)
+    predictor = fit_predictor(table)
+    assert predictor.layer_scale == pytest.approx(scale)
+    report = validate_predictor(predictor, table)  # leave one arch out: still exact here
+    assert report.count("prefill") == report.count("workload") == 4
+    assert report.median_ape(None) < 1e-9
+    assert unit.layer_scale == {"prefill": 1.0, "decode": 1.0}  # no model rows: no scale

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -17,6 +18,7 @@ from plsearch.latency.profiler import (
     decode_contexts,
     load_space_axes,
     plan_measurements,
+    profile_rows,
     run_measurements,
     sample_archs,
     widths,
@@ -25,7 +27,8 @@ from plsearch.latency.table import append_rows, read_table
 from plsearch.latency.timers import CpuTimer
 
 TINY_SETTINGS = ProfileSettings(block_shapes=3, prefill_fractions=(0.5, 1.0), decode_points=2,
-                                models=1, block_stack=2, warmup=0, repeats=2, model_repeats=1)
+                                models=1, block_stack=2, warmup=0, repeats=2, model_repeats=1,
+                                rounds=1, max_spread=100.0, engine_steps=2)
 PROFILE = DeviceProfile(name="tiny", kind="cpu", threads=1,
                         alignment=Alignment(hidden_multiple=16, ffn_multiple=32),
                         workload=Workload(batch_size=2, prompt_len=8, generated_len=3))
@@ -62,6 +65,7 @@ def test_measurements_become_valid_table_rows(config, tmp_path):
     table = append_rows(tmp_path / "t.csv", rows)
     assert read_table(tmp_path / "t.csv").shape == table.shape == (len(plan), table.shape[1])
     assert (table["median_ms"] > 0).all() and (table["clock"] == "thread").all()
+    assert (table["engine"] == "hf-generate").all() and (table["load_avg"] >= 0).all()
     blocks = table[table["part"] == "block"]
     assert (blocks["num_hidden_layers"] == TINY_SETTINGS.block_stack).all()
     assert (table.loc[table["part"] == "head", "num_hidden_layers"] == 0).all()
@@ -93,7 +97,7 @@ def test_space_yaml_reports_every_problem(tmp_path, config):
     with pytest.raises(ConfigError) as info:
         load_space_axes(path, parent)
     message = str(info.value)
-    assert "unknown axis ['width']" in message
+    assert "unknown axis width" in message
     assert "hidden_size values [512] exceed the parent's 64" in message
     assert "intermediate_size must be" in message
 
@@ -110,3 +114,35 @@ def test_head_rows_time_a_model_without_layers(config):
     plan = [m for m in plan_measurements(config, PROFILE, TINY_SETTINGS) if m.part == "head"]
     rows = run_measurements(plan[:1], config, CpuTimer(), PROFILE, TINY_SETTINGS)
     assert rows[0]["num_hidden_layers"] == 0 and torch.get_num_threads() == 1
+
+
+def test_rows_are_interleaved_over_rounds_and_pooled(config):
+    settings = dataclasses.replace(TINY_SETTINGS, rounds=3, repeats=1)
+    plan = plan_measurements(config, PROFILE, settings, seed=0)
+    visits = []
+    run = profile_rows(plan, config, CpuTimer("thread"), PROFILE, settings,
+                       on_progress=lambda done, total, m: visits.append(m))
+    assert len(visits) == 3 * len(plan) and not run.refused and run.remeasured == 0
+    rounds = [visits[i * len(plan):(i + 1) * len(plan)] for i in range(3)]
+    assert rounds[0] != rounds[1] and sorted(map(id, rounds[0])) == sorted(map(id, rounds[1]))
+    assert {r["repeats"] for r in run.rows} <= {3}  # one timed call per visit, pooled
+
+
+def test_rows_too_noisy_are_measured_again_then_refused(config):
+    # A spread threshold no real timing meets: every row is re-measured once, then refused.
+    settings = dataclasses.replace(TINY_SETTINGS, rounds=2, max_spread=1e-12, retries=1)
+    plan = [m for m in plan_measurements(config, PROFILE, settings, seed=0)
+            if m.part == "block"][:3]
+    visits = []
+    run = profile_rows(plan, config, CpuTimer("thread"), PROFILE, settings,
+                       on_progress=lambda done, total, m: visits.append(total))
+    assert run.rows == [] and len(run.refused) == 3 and run.remeasured == 3
+    assert len(visits) == 2 * 2 * 3 and visits[-1] == 12
+    assert all(spread > 1e-12 for _, spread in run.refused)
+
+
+def test_loop_engine_rows_name_it(config):
+    profile = dataclasses.replace(PROFILE, engine="loop")
+    plan = [m for m in plan_measurements(config, profile, TINY_SETTINGS) if m.part != "block"]
+    rows = run_measurements(plan[:3], config, CpuTimer(), profile, TINY_SETTINGS)
+    assert {r["engine"] for r in rows} == {"loop"}

@@ -1,4 +1,4 @@
-"""Post-RMSNorm absorption (METHOD.md section 4) on glm4, saved as stock glm."""
+"""Post-RMSNorm absorption (docs/method.md section 4) on glm4, saved as stock glm."""
 
 from __future__ import annotations
 

@@ -142,3 +142,20 @@ def test_absorption_on_a_family_without_it_and_existing_output(parent_dir, tmp_p
     code, _, err = _run(capsys, "prune", "--model", str(gemma), "--out", str(tmp_path / "t"))
     assert code == 2 and "no tokenizer" in err and not (tmp_path / "t").exists()
 
+
+
+def test_prune_warns_off_alignment_and_prints_json(parent_dir, tmp_path, capsys):
+    """The cpu profile wants hidden sizes in multiples of 32: 48 is warned about (issue 15),
+    32 is not; --json prints one object with the report."""
+    folder, text, _ = parent_dir
+    common = ["prune", "--model", str(folder), "--calib-data", str(text), "--calib-samples",
+              "4", "--calib-seq-len", "16", "--cache-dir", str(tmp_path / "cache"),
+              "--device", "cpu", "--json", "--num-hidden-layers", "3"]
+    code, out, err = _run(capsys, *common, "--hidden-size", "48", "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    assert "warning: hidden_size 48 (aligned: 64) off the alignment of device profile cpu" in err
+    result = json.loads(out)
+    assert result["arch"]["hidden_size"] == 48 and result["alignment_warning"]
+    code, out, err = _run(capsys, *common, "--hidden-size", "32", "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    assert "warning" not in err and json.loads(out)["alignment_warning"] is None

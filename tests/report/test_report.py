@@ -280,7 +280,7 @@ def test_ablation_markdown_and_run_folder_beside_a_storage(tmp_path):
     assert data.ablation is None and "<i>pangu</i>" in data.ablation_text
     page = render_report(data)
     assert "&lt;i&gt;pangu&lt;/i&gt;" in page and "<i>pangu" not in page
-    assert "plsearch export --out-dir" not in page  # the run folder holds no study.db
+    assert "plsearch export --run" not in page  # the run folder holds no study.db
 
 
 # ---- render ------------------------------------------------------------------------------

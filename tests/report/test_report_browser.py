@@ -15,9 +15,11 @@ from test_report import make_fixture_study  # tests/ is on sys.path (pytest prep
 
 from plsearch.report import FIGURE_IDS, find_chromium, open_in_chromium, screenshot, write_report
 
-pytestmark = pytest.mark.skipif(
-    find_chromium() is None,
-    reason="Chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
+pytestmark = [
+    pytest.mark.ci_required,
+    pytest.mark.skipif(find_chromium() is None, reason="Chromium not installed (Debian: "
+                       "apt-get install chromium; .ci/run installs it)"),
+]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "reports" / "test-artifacts"
 

@@ -32,7 +32,8 @@ def tiny_dir(tmp_path_factory):
     config = read_config(paths["model"])
     parent = get_family(config).arch_from_config(config)
     settings = dataclasses.replace(QUICK, block_shapes=6, decode_points=3, models=2, warmup=1,
-                                   repeats=3, model_repeats=2)
+                                   repeats=3, model_repeats=2, rounds=1,
+                                   max_spread=float("inf"))  # keep every row: tests, not speeds
     plan = plan_measurements(config, profile, settings,
                              axes=load_space_axes(paths["space"], parent), seed=0)
     threads = torch.get_num_threads()

@@ -16,7 +16,7 @@ from plsearch.search.verify import fully_evaluated, pareto_front
 def _search_args(tiny_dir, out, *extra):
     return ["search", "--budget", "1.2x", "--model", str(tiny_dir["model"]),
             "--space", str(tiny_dir["space"]), "--device-profile", str(tiny_dir["profile"]),
-            "--latency-db", str(tiny_dir["table"]), "--out", str(out), "--study", "e2e",
+            "--latency-db", str(tiny_dir["table"]), "--run", str(out), "--study", "e2e",
             "--no-report", *extra]
 
 
@@ -57,7 +57,7 @@ def test_three_trial_search_then_export(tiny_dir, tmp_path, cache_dir, capsys):
     parent_measured = study.user_attrs["parent_measured_tokens_per_s"]
     reached = max(r.measured_tokens_per_s for r in pareto_front(study)) / parent_measured
     exported = tmp_path / "exported"
-    assert main(["export", "--out-dir", str(out), "--best-for", f"{reached * 0.999:.4f}x",
+    assert main(["export", "--run", str(out), "--best-for", f"{reached * 0.999:.4f}x",
                  "--out", str(exported)]) == 0
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md",
             "plsearch.json"} <= {p.name for p in exported.iterdir()}
@@ -76,7 +76,7 @@ def test_three_trial_search_then_export(tiny_dir, tmp_path, cache_dir, capsys):
     assert len(optuna.load_study(study_name="e2e", storage=storage_url(None, out))
                .get_trials()) == len(trials)
     # A non-empty export target is refused with one line.
-    assert main(["export", "--out-dir", str(out), "--trial", str(done[0].number),
+    assert main(["export", "--run", str(out), "--trial", str(done[0].number),
                  "--out", str(exported)]) == 2
     assert "already exists" in capsys.readouterr().err
 

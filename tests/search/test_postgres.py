@@ -28,9 +28,11 @@ from plsearch.search.run import built_count
 from plsearch.search.study import dead_trials, driver_url
 
 BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-pytestmark = pytest.mark.skipif(
-    not BIN, reason="PostgreSQL server binaries are absent (apt-get install postgresql)")
-pytest.importorskip("psycopg2", reason="psycopg2 is absent (pip install plsearch[postgres])")
+pytestmark = [
+    pytest.mark.ci_required,
+    pytest.mark.skipif(not BIN, reason="PostgreSQL server binaries are absent (apt-get "
+                       "install postgresql; .ci/run installs it)"),
+]
 
 
 def _as_server_user(cmd: list[str]) -> list[str]:
@@ -47,6 +49,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def postgres_url():
+    pytest.importorskip("psycopg2", reason="psycopg2 is absent (pip install plsearch[postgres])")
     bindir = Path(BIN[-1]).parent
     root = Path(tempfile.mkdtemp(prefix="plsearch-pg-"))
     data, sockets = root / "data", root / "run"

@@ -1,0 +1,251 @@
+"""The serving engine that defines tokens/s, and the one way to measure a whole model.
+
+    call = generation_call(model, prompt, new_tokens=64, engine="hf-generate")
+    timing = time_generation(model, timer, batch, prompt_len, generated_len, engine=...)
+    m = measure_model(model, profile)                 # EngineMeasurement: tokens/s, spread
+    m = measure_arch(arch, parent_config, profile)    # random weights of the arch's shape
+
+Two engines, named by the device profile (``engine:``), the latency table and the
+predictor JSON:
+
+- ``hf-generate`` (default): transformers ``generate()`` as users call it: greedy, KV
+  cache, ``min_new_tokens = max_new_tokens = generated_len`` (so every call generates
+  exactly that many tokens), in the profile's dtype and attention implementation. Its
+  fixed costs per call (generation config, logits processors) and per step (input
+  preparation, stopping criteria, cache bookkeeping) are part of what it measures.
+- ``loop``: a bare forward loop: prefill, then ``generated_len - 1`` one-token forwards,
+  logits of the last position only, argmax.
+
+Profiling (whole-model and head rows), verification of the front, the demo's speed-up and
+the export card all measure through ``measure_model``; the search's check of an arch near
+the budget uses ``measure_arch`` (random weights, seconds on a CPU).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from plsearch.errors import ConfigError, DeviceError
+from plsearch.latency.timers import Timer, Timing, device_threads, profile_timer
+
+__all__ = [
+    "ENGINES",
+    "TORCH_DTYPES",
+    "EngineMeasurement",
+    "build_random_model",
+    "generation_call",
+    "measure_arch",
+    "measure_model",
+    "measure_tokens_per_s",
+    "prepare_model",
+    "time_generation",
+]
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("hf-generate", "loop")
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
+    return engine
+
+
+# ---- one generation call ------------------------------------------------------------------
+
+
+def generation_call(model: nn.Module, prompt: torch.Tensor, new_tokens: int,
+                    engine: str) -> Callable[[], object]:
+    """A zero-argument call that generates ``new_tokens`` tokens per sequence of ``prompt``."""
+    check_engine(engine)
+    if new_tokens < 1:
+        raise ValueError(f"new_tokens must be at least 1, got {new_tokens}")
+    if engine == "loop":
+        return _loop_call(model, prompt, new_tokens)
+    return _generate_call(model, prompt, new_tokens)
+
+
+def _generate_call(model, prompt, new_tokens) -> Callable[[], object]:
+    from transformers import GenerationConfig
+
+    config = model.config
+    eos = getattr(config, "eos_token_id", None)
+    eos = eos if eos is not None else 0  # min_new_tokens masks it: generation never stops early
+    pad = getattr(config, "pad_token_id", None)
+    settings = GenerationConfig(
+        do_sample=False, num_beams=1, use_cache=True, max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens, eos_token_id=eos,
+        pad_token_id=pad if pad is not None else (eos[0] if isinstance(eos, list) else eos),
+    )
+    mask = torch.ones_like(prompt)
+
+    def call():
+        return model.generate(input_ids=prompt, attention_mask=mask, generation_config=settings)
+
+    return call
+
+
+def _loop_call(model, prompt, new_tokens) -> Callable[[], object]:
+    from transformers.cache_utils import DynamicCache
+
+    step = greedy_step(model)
+
+    def call():
+        cache = DynamicCache(config=model.config)
+        ids = step(prompt, cache)
+        for _ in range(new_tokens - 1):
+            ids = step(ids, cache)
+        return ids
+
+    return call
+
+
+def greedy_step(model) -> Callable:
+    """step(ids, cache) -> next ids: one forward, last-position logits, argmax."""
+    params = inspect.signature(model.forward).parameters
+    cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers 5 vs 4
+
+    def step(ids, cache):
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+        return out.logits[:, -1].argmax(-1, keepdim=True)
+
+    return step
+
+
+def random_prompt(vocab: int, batch_size: int, prompt_len: int, device,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    prompt = torch.randint(0, vocab, (batch_size, prompt_len), generator=generator)
+    return prompt.to(device)
+
+
+def time_generation(
+    model: nn.Module,
+    timer: Timer,
+    batch_size: int,
+    prompt_len: int,
+    generated_len: int,
+    *,
+    engine: str,
+    warmup: int = 1,
+    repeats: int = 5,
+    generator: torch.Generator | None = None,
+) -> Timing:
+    """Time one generation of ``generated_len`` tokens per sequence through ``engine``.
+
+    ``generated_len == 1`` times the prefill alone (its logits give the first token).
+    """
+    prompt = random_prompt(model.config.vocab_size, batch_size, prompt_len, timer.device,
+                           generator)
+    call = generation_call(model, prompt, generated_len, engine)
+    return timer.time(call, warmup=warmup, repeats=repeats)
+
+
+# ---- whole models on the profile's device ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineMeasurement:
+    """A whole model timed through the profile's engine on its workload."""
+
+    tokens_per_s: float  # batch * generated / median time
+    median_ms: float
+    spread: float  # (p90 - p10) / median of the timed calls
+    repeats: int
+    engine: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"tokens_per_s": self.tokens_per_s, "median_ms": self.median_ms,
+                "spread": self.spread, "repeats": self.repeats, "engine": self.engine}
+
+
+def prepare_model(model: nn.Module, profile, device) -> nn.Module:
+    """``model`` on ``device`` in the profile's dtype and attention implementation, eval."""
+    model = model.to(device=device, dtype=TORCH_DTYPES[profile.dtype]).eval()
+    setter = getattr(model, "set_attn_implementation", None)
+    if setter is not None:
+        setter(profile.attn_implementation)
+    else:  # transformers 4
+        model.config._attn_implementation = profile.attn_implementation
+    return model
+
+
+def measure_model(model: nn.Module, profile, *, repeats: int = 5, warmup: int = 1,
+                  seed: int = 0, timer: Timer | None = None) -> EngineMeasurement:
+    """Measured tokens/s of ``model`` on the profile's workload through the profile's engine.
+
+    The model is moved to the profile's device, dtype and attention implementation.
+    DeviceError when the profile's device is not on this machine.
+    """
+    timer = timer or profile_timer(profile)
+    if timer is None:
+        raise DeviceError(f"the {profile.kind} device of profile {profile.name} is not on this "
+                          "machine; measure candidates where it is")
+    w = profile.workload
+    generator = torch.Generator().manual_seed(seed)
+    with device_threads(profile):
+        model = prepare_model(model, profile, timer.device)
+        timing = time_generation(model, timer, w.batch_size, w.prompt_len, w.generated_len,
+                                 engine=profile.engine, warmup=warmup, repeats=repeats,
+                                 generator=generator)
+    return EngineMeasurement(
+        tokens_per_s=w.batch_size * w.generated_len / (timing.median_ms / 1e3),
+        median_ms=timing.median_ms, spread=timing_spread(timing), repeats=timing.repeats,
+        engine=profile.engine)
+
+
+def measure_tokens_per_s(model: nn.Module, profile, *, repeats: int = 5, seed: int = 0) -> float:
+    """Real tokens/s of ``model`` on the profile's workload, through the profile's engine."""
+    return measure_model(model, profile, repeats=repeats, seed=seed).tokens_per_s
+
+
+def measure_arch(arch, parent_config, profile, *, repeats: int = 3, seed: int = 0,
+                 timer: Timer | None = None, absorbed: bool = False) -> EngineMeasurement:
+    """Tokens/s of ``arch`` with random weights of its shape, through the profile's engine.
+
+    What a candidate will measure once built, without building it: the weights' values do
+    not change the time of a dense model. ``absorbed``: the family's post-norm-absorbed
+    model type (what the pangu recipe exports), where the family has one.
+    """
+    from plsearch.families import get_family
+
+    family = get_family(parent_config.model_type)
+    timer = timer or profile_timer(profile)
+    if timer is None:
+        raise DeviceError(f"the {profile.kind} device of profile {profile.name} is not on this "
+                          "machine; measure candidates where it is")
+    torch.manual_seed(seed)
+    with device_threads(profile):
+        model = build_random_model(family, parent_config, arch, timer.device,
+                                   TORCH_DTYPES[profile.dtype], profile.attn_implementation,
+                                   absorbed=absorbed)
+    measured = measure_model(model, profile, repeats=repeats, seed=seed, timer=timer)
+    del model
+    return measured
+
+
+def build_random_model(family, parent_config, arch, device, dtype,
+                       attn_implementation: str = "sdpa", *, absorbed: bool = False) -> nn.Module:
+    """A whole HF model of ``arch`` with random weights, on ``device`` in ``dtype``."""
+    config = family.config_for_arch(parent_config, arch)
+    if absorbed and getattr(family, "absorbed_model_type", None):
+        config = family.absorbed_config(config)
+        from plsearch.families import get_family
+
+        family = get_family(config.model_type)
+    config._attn_implementation = attn_implementation
+    with torch.device(device):
+        model = family.build_model(config)
+    return model.to(dtype).eval()
+
+
+def timing_spread(timing: Timing) -> float:
+    """(p90 - p10) / median: the relative spread of a timing's calls."""
+    return (timing.p90_ms - timing.p10_ms) / timing.median_ms if timing.median_ms > 0 else 0.0

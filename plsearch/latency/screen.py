@@ -1,0 +1,75 @@
+"""Before an arch near the budget is built: measure it with random weights of its shape.
+
+    screen = screen_arch(arch, need, latency, profile, parent_config)
+    if not screen.feasible: record it infeasible (screen.measured_tokens_per_s, screen.reason)
+    pairs.append(screen.pair)       # (predicted, measured) for the residual correction
+
+The predictor decides far from the budget; near it (within ``margin`` either side of the
+refined prediction) the arch is timed through the profile's engine with random weights
+(plsearch.latency.engine.measure_arch, seconds on a CPU), and the measurement decides: no
+arch measured below the budget is built. The measurement also gives a whole-model pair to
+refine the predictor with (plsearch.latency.refine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plsearch.arch import ArchConfig
+from plsearch.config import DeviceProfile
+
+__all__ = ["Screen", "screen_arch"]
+
+
+@dataclass(frozen=True)
+class Screen:
+    """The budget check of one arch."""
+
+    predicted_tokens_per_s: float  # the predictor's, uncorrected
+    refined_tokens_per_s: float  # after the latency's residual correction
+    measured_tokens_per_s: float | None  # random weights through the engine; None: not timed
+    need: float  # the budget in tokens/s
+    feasible: bool  # the speed that decides (measured when timed) reaches the budget
+    reason: str  # one line for the trial's record
+
+    @property
+    def pair(self) -> tuple[float, float] | None:
+        """(predicted, measured) tokens/s when the arch was timed, for fit_correction."""
+        if self.measured_tokens_per_s is None:
+            return None
+        return self.predicted_tokens_per_s, self.measured_tokens_per_s
+
+    def to_dict(self) -> dict[str, object]:
+        return {"predicted_tokens_per_s": self.predicted_tokens_per_s,
+                "refined_tokens_per_s": self.refined_tokens_per_s,
+                "measured_tokens_per_s": self.measured_tokens_per_s, "need": self.need,
+                "feasible": self.feasible, "reason": self.reason}
+
+
+def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, parent_config,
+                *, margin: float = 0.10, repeats: int = 3, seed: int = 0,
+                absorbed: bool = False) -> Screen:
+    """Is ``arch`` fast enough for ``need`` tokens/s? Measured when near the budget.
+
+    ``latency``: a plsearch.latency.lookup.Latency; its device must be here (``local``) for
+    a measurement, else the refined prediction decides. ``absorbed``: time the family's
+    post-norm-absorbed model type (what the pangu recipe builds).
+    """
+    from plsearch.latency.engine import measure_arch
+
+    predicted = latency.predicted_tokens_per_s(arch, profile)
+    refined = latency.correction.apply(predicted)
+    near = need * (1 - margin) <= refined < need * (1 + margin)
+    if not near or not latency.local:
+        feasible = refined >= need
+        where = "near the budget, device not here" if near else "far from the budget"
+        return Screen(predicted, refined, None, need, feasible,
+                      f"predicted {refined:.1f} tok/s {'>=' if feasible else '<'} budget "
+                      f"{need:.1f} ({where})")
+    measured = measure_arch(arch, parent_config, profile, repeats=repeats, seed=seed,
+                            absorbed=absorbed).tokens_per_s
+    feasible = measured >= need
+    return Screen(predicted, refined, measured, need, feasible,
+                  f"measured {measured:.1f} tok/s {'>=' if feasible else '<'} budget "
+                  f"{need:.1f} (predicted {refined:.1f}; random weights through "
+                  f"{profile.engine})")

@@ -1,0 +1,78 @@
+"""The engine the device profile names is the one every whole-model measurement uses."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from plsearch.config import Alignment, DeviceProfile, Workload, load_device_profile
+from plsearch.errors import ConfigError, DeviceError
+from plsearch.families import get_family
+from plsearch.families.testing import tiny_config, tiny_model
+from plsearch.latency.engine import (
+    generation_call,
+    measure_arch,
+    measure_model,
+    measure_tokens_per_s,
+)
+
+PROFILE = DeviceProfile(name="tiny", kind="cpu", threads=1, cpu_clock="thread",
+                        alignment=Alignment(hidden_multiple=16, ffn_multiple=32),
+                        workload=Workload(batch_size=2, prompt_len=8, generated_len=5))
+
+
+def test_shipped_profiles_name_the_engine():
+    for name in ("cpu", "h200", "ascend-910b"):
+        profile = load_device_profile(name)
+        assert profile.engine == "hf-generate" and profile.attn_implementation == "sdpa"
+
+
+def test_an_unknown_engine_is_a_config_error(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\nkind: cpu\nengine: vllm\n")
+    with pytest.raises(ConfigError, match="engine must be one of"):
+        load_device_profile(path)
+    with pytest.raises(ConfigError, match="unknown engine"):
+        generation_call(tiny_model("glm4"), torch.zeros(1, 2, dtype=torch.long), 1, "vllm")
+
+
+@pytest.mark.parametrize("engine", ["hf-generate", "loop"])
+def test_each_engine_generates_exactly_the_asked_tokens(engine):
+    model = tiny_model("glm4").eval()
+    prompt = torch.randint(0, model.config.vocab_size, (2, 6))
+    model.config.eos_token_id = int(prompt[0, -1])  # an EOS would stop a plain generate
+    with torch.inference_mode():
+        out = generation_call(model, prompt, 7, engine)()
+    if engine == "hf-generate":
+        assert out.shape == (2, 6 + 7)  # min_new_tokens == max_new_tokens
+    else:
+        assert out.shape == (2, 1)  # the loop returns the last token of each sequence
+
+
+def test_measure_model_uses_the_profiles_engine_dtype_and_attention():
+    model = tiny_model("glm4")
+    measured = {e: measure_model(model, dataclasses.replace(PROFILE, engine=e), repeats=2)
+                for e in ("hf-generate", "loop")}
+    for engine, m in measured.items():
+        assert m.engine == engine and m.tokens_per_s > 0 and m.repeats == 2 and m.spread >= 0
+        assert m.tokens_per_s == pytest.approx(2 * 5 / (m.median_ms / 1e3))
+    assert model.config._attn_implementation == "sdpa"
+    assert measure_tokens_per_s(model, PROFILE, repeats=1) > 0
+
+
+def test_measure_arch_times_random_weights_of_the_shape():
+    config = tiny_config("glm4", tie_word_embeddings=True)
+    parent = get_family(config).arch_from_config(config)
+    small = parent.replace(num_hidden_layers=1, intermediate_size=parent.intermediate_size // 2)
+    m = measure_arch(small, config, PROFILE, repeats=1)
+    assert m.engine == "hf-generate" and m.tokens_per_s > 0
+    absorbed = measure_arch(small, config, PROFILE, repeats=1, absorbed=True)
+    assert absorbed.tokens_per_s > 0
+
+
+def test_a_device_that_is_not_here_cannot_measure():
+    npu = dataclasses.replace(PROFILE, kind="npu")
+    with pytest.raises(DeviceError, match="not on this machine"):
+        measure_model(tiny_model("glm4"), npu)

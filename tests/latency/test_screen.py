@@ -1,0 +1,66 @@
+"""No arch measured below the budget is built: the screen times archs near it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from latency_synthetic import synthetic_rows
+
+from plsearch.config import Alignment, DeviceProfile, Workload
+from plsearch.families import get_family
+from plsearch.families.testing import tiny_config
+from plsearch.latency.lookup import Latency
+from plsearch.latency.predictor import fit_predictor
+from plsearch.latency.refine import fit_correction
+from plsearch.latency.screen import screen_arch
+from plsearch.latency.table import append_rows
+
+PROFILE = DeviceProfile(name="tiny", kind="cpu", threads=1, cpu_clock="thread",
+                        alignment=Alignment(hidden_multiple=16, ffn_multiple=32),
+                        workload=Workload(batch_size=2, prompt_len=8, generated_len=4))
+
+
+@pytest.fixture
+def latency(tmp_path):
+    predictor = fit_predictor(append_rows(tmp_path / "t.csv", synthetic_rows()))
+    return Latency(predictor=predictor, table_path=Path("t.csv"), fingerprint={}, local=True,
+                   validation={})
+
+
+@pytest.fixture
+def config():
+    return tiny_config("glm4", tie_word_embeddings=True)
+
+
+def test_an_arch_near_the_budget_is_measured_and_the_measurement_decides(latency, config):
+    arch = get_family(config).arch_from_config(config).replace(num_hidden_layers=1)
+    near = 1e9  # every arch counts as near the budget
+    slow = screen_arch(arch, 1e12, latency, PROFILE, config, margin=near, repeats=1)
+    assert slow.measured_tokens_per_s > 0 and not slow.feasible
+    assert slow.pair == (slow.predicted_tokens_per_s, slow.measured_tokens_per_s)
+    assert "measured" in slow.reason and "< budget" in slow.reason
+    fast = screen_arch(arch, slow.measured_tokens_per_s / 100, latency, PROFILE, config,
+                       margin=near, repeats=1, absorbed=True)
+    assert fast.feasible and fast.measured_tokens_per_s is not None
+
+
+def test_far_from_the_budget_or_without_the_device_the_prediction_decides(latency, config):
+    arch = get_family(config).arch_from_config(config)
+    predicted = latency.tokens_per_s(arch, PROFILE)
+    far = screen_arch(arch, predicted / 10, latency, PROFILE, config)
+    assert far.feasible and far.measured_tokens_per_s is None and far.pair is None
+    remote = dataclasses.replace(latency, local=False)
+    near = screen_arch(arch, predicted * 1.01, remote, PROFILE, config)
+    assert not near.feasible and near.measured_tokens_per_s is None
+    assert "device not here" in near.reason
+
+
+def test_the_correction_moves_the_screen(latency, config):
+    arch = get_family(config).arch_from_config(config)
+    predicted = latency.tokens_per_s(arch, PROFILE)
+    corrected = latency.with_correction(fit_correction([(100.0, 50.0)]))  # half as fast
+    screen = screen_arch(arch, predicted * 0.8, corrected, PROFILE, config, margin=0.01)
+    assert screen.refined_tokens_per_s == pytest.approx(predicted / 2)
+    assert not screen.feasible and screen.measured_tokens_per_s is None

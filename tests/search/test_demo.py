@@ -1,0 +1,27 @@
+"""`make demo`'s code path, smoke-tested: one candidate on a tiny parent and space."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+
+
+def test_one_candidate_demo_on_a_tiny_space(tiny_dir, tmp_path, cache_dir, capsys):
+    from plsearch.demo import main
+
+    out = tmp_path / "demo"
+    code = main(["--trials", "1", "--budget", "1.2x", "--out", str(out),
+                 "--model", str(tiny_dir["model"]), "--space", str(tiny_dir["space"]),
+                 "--device-profile", str(tiny_dir["profile"]),
+                 "--latency-db", str(tiny_dir["table"])])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "matches this machine: no profiling needed" in printed
+    assert "measured speed-up" in printed and "demo finished" in printed
+    study = optuna.load_study(study_name="demo", storage=f"sqlite:///{out / 'study.db'}")
+    assert len([t for t in study.trials if t.user_attrs.get("candidate_dir")]) == 1
+    assert (out / "report.html").is_file() and (out / "run.json").is_file()
+    meta = json.loads((out / "best" / "plsearch.json").read_text())
+    assert meta["arch"]["num_hidden_layers"] >= 1
+    assert (out / "best" / "README.md").read_text().startswith("---\n")
