@@ -77,14 +77,21 @@ def db_folder() -> Path:
     return default_db_dir()
 
 
-def measured_tables(profile_name: str, folder: Path | None = None) -> list[Path]:
-    """The profile's measured tables (analytic ones left out): in ``folder``, or in the
-    user's tables and then the shipped ones (``plsearch.config.latency_db_dirs``), where a
-    user's table hides a shipped one of the same name."""
-    from plsearch.config import latency_db_dirs
+def table_dirs() -> list[Path]:
+    """Where tables are looked for, in order: the user's folder (where profile-npu writes),
+    then the tables shipped with plsearch."""
+    from plsearch.config import data_dir
 
+    folders = [db_folder(), data_dir("latency_db")]
+    return [f for i, f in enumerate(folders)
+            if f.resolve() not in [g.resolve() for g in folders[:i]]]
+
+
+def measured_tables(profile_name: str, folder: Path | None = None) -> list[Path]:
+    """The profile's measured tables (analytic ones left out): in ``folder``, or in
+    ``table_dirs()``, where a user's table hides a shipped one of the same name."""
     found: dict[str, Path] = {}
-    for where in [folder] if folder else latency_db_dirs():
+    for where in [folder] if folder else table_dirs():
         for p in sorted(where.glob(f"{profile_name}-*.csv")):
             if not p.stem.endswith(f"-{ANALYTIC}"):
                 found.setdefault(p.name, p)
@@ -97,12 +104,11 @@ def default_table_path(profile: DeviceProfile, timer) -> Path | None:
     With a timer the path is returned even when the file does not exist yet (that is where
     `plsearch profile-npu` writes).
     """
-    from plsearch.config import latency_db_dirs
     from plsearch.latency.table import device_tag
 
     if timer is not None:
         name = f"{device_tag(profile.name, timer.device_name())}.csv"
-        for where in latency_db_dirs():
+        for where in table_dirs():
             if (where / name).exists():
                 return where / name
         return db_folder() / name

@@ -457,6 +457,16 @@ def model_card_markdown(card: dict) -> str:
     ]
     if card.get("command"):
         lines += ["", "Built with:", "", f"    {card['command']}"]
+    init = card.get("initialized_from")
+    if init:
+        lines += ["", (f"Warm start: training began from the weights and tokenizer of "
+                       f"{init['path']} ({init.get('train_steps', '?'):,} steps, "
+                       f"{init.get('train_tokens', 0):,} tokens"
+                       + (f"; built with `{init['rebuild']}`" if init.get("rebuild") else "")
+                       + "), so the model has seen "
+                       f"{init.get('train_tokens', 0) + card['train_tokens']:,} tokens in all.")]
+    if card.get("rebuild"):
+        lines += ["", "Rebuild from scratch:", "", f"    {card['rebuild']}"]
     if card.get("device", "cpu") != "cpu":
         lines += ["", (f"The same command with `--device cpu` trains the same recipe on a CPU "
                        f"(at about 600 tokens/s on one core it needs "
@@ -480,7 +490,7 @@ def model_card_markdown(card: dict) -> str:
     for s, a in card["skill_accuracy"].items():
         se = card.get("skill_stderr", {}).get(s)
         const = card.get("skill_constant_baseline", {}).get(s, card["skill_chance"][s])
-        margin = f"{(a - const) / se:.1f}" if se else "n/a"
+        margin = f"{(a - const) / se:.1f}" if se else "all correct (stderr 0)"
         se_text = f"{se:.3f}" if se is not None else "n/a"
         lines.append(f"| {s} | {card['heldout_sizes'][s]} | {a:.3f} | {se_text} | "
                      f"{const:.3f} | {margin} |")
