@@ -34,21 +34,10 @@ from pathlib import Path
 SPACE = Path(__file__).with_name("search_efficiency.yaml")
 
 
-def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
-    """Area dominated by ``points`` (both coordinates maximized) above ``reference``."""
-    inside = [p for p in points if p[0] > reference[0] and p[1] > reference[1]]
-    ordered = sorted(inside, key=lambda p: -p[1])  # fastest first
-    area, best_x = 0.0, reference[0]
-    for i, (x, y) in enumerate(ordered):
-        best_x = max(best_x, x)  # best accuracy among points at least this fast
-        lower = ordered[i + 1][1] if i + 1 < len(ordered) else reference[1]
-        area += (best_x - reference[0]) * (y - lower)
-    return area
-
-
 def run_one(sampler: str, seed: int, args, workdir: Path, factory, latency) -> dict:
     import optuna
 
+    from plsearch.search.pareto import hypervolume_2d
     from plsearch.search.run import SearchOptions, run_search
     from plsearch.search.study import storage_url
     from plsearch.search.verify import fully_evaluated
@@ -62,10 +51,10 @@ def run_one(sampler: str, seed: int, args, workdir: Path, factory, latency) -> d
     summary = run_search(opts, latency=latency, pipeline_factory=factory)
     study = optuna.load_study(study_name=opts.study, storage=storage_url(None, out))
     done = fully_evaluated(study)
-    points = [(t.values[0], t.user_attrs["predicted_tokens_per_s"]) for t in done]
+    points = [(r.objective, r.predicted_tokens_per_s) for r in done]
     reference = (0.0, summary.budget_tokens_per_s)
     trials = study.get_trials()
-    return {"sampler": sampler, "seed": seed, "hypervolume": hypervolume(points, reference),
+    return {"sampler": sampler, "seed": seed, "hypervolume": hypervolume_2d(points, reference),
             "full_evaluations": len(done), "built": summary.built,
             "proposed": len(trials), "front": len(summary.front),
             "best_accuracy": max((p[0] for p in points), default=float("nan")),

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from plsearch.errors import InvalidArchError
 
-__all__ = ["ArchConfig", "ArchTraits", "align"]
+__all__ = ["ArchConfig", "ArchTraits", "align", "align_capped"]
 
 AlignMode = Literal["nearest", "down", "up"]
 Phase = Literal["prefill", "decode"]
@@ -78,6 +78,16 @@ def align(value: int, multiple: int, mode: AlignMode = "nearest") -> int:
     else:
         raise InvalidArchError(f"alignment mode must be 'nearest', 'down' or 'up', got {mode!r}")
     return max(snapped, multiple)
+
+
+
+def align_capped(value: int, multiple: int, cap: int | None, mode: AlignMode = "nearest") -> int:
+    """``align(value, multiple, mode)``, never above ``cap`` (a parent's own value): snapped
+    down instead, and ``cap`` itself when even that is impossible."""
+    snapped = align(value, multiple, mode)
+    if cap is not None and snapped > cap:
+        snapped = min(align(cap, multiple, "down"), cap)
+    return snapped
 
 
 @dataclass(frozen=True)
@@ -166,9 +176,7 @@ class ArchConfig:
         embeddings = self.vocab_size * d * (1 if self.tie_word_embeddings else 2)
         return self.num_hidden_layers * per_layer + embeddings + d  # + final norm
 
-    def flops_per_token(
-        self, traits: ArchTraits, phase: Phase = "prefill", context: int = 1
-    ) -> float:
+    def flops_per_token(self, phase: Phase = "prefill", context: int = 1) -> float:
         """Forward FLOPs per token, counting 2 FLOPs per multiply-accumulate.
 
         Counted: every projection (q, k, v, o, gate, up, down), the lm_head, and the two
@@ -178,7 +186,6 @@ class ArchConfig:
         ``context`` keys (the cache plus itself). ``prefill``: the mean over a causal prompt
         of ``context`` tokens, where token i attends to i + 1 keys, i.e. (context + 1) / 2.
         """
-        del traits  # biases/norms are not counted; kept for a uniform call signature
         if isinstance(context, bool) or not isinstance(context, int) or context < 1:
             raise InvalidArchError(f"context must be a positive integer, got {context!r}")
         if phase == "decode":
@@ -218,11 +225,8 @@ class ArchConfig:
         """
 
         def snap(name: str, multiple: int) -> int:
-            value = align(getattr(self, name), multiple, mode)
-            if parent is not None and value > getattr(parent, name):
-                value = align(getattr(parent, name), multiple, "down")
-                value = min(value, getattr(parent, name))
-            return value
+            cap = getattr(parent, name) if parent is not None else None
+            return align_capped(getattr(self, name), multiple, cap, mode)
 
         kv = snap("num_key_value_heads", kv_heads_multiple)
         queries = align(self.num_attention_heads, kv, mode)

@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{profile.workload.prompt_len}, {profile.workload.generated_len} generated): "
           f"measured speed-up {ratio['measured']:.2f}x (predicted {ratio['predicted']:.2f}x, "
           f"budget {args.budget})")
+    _step(winner_summary(out, args.budget, ratio["measured"]))
     _step(f"demo finished in {time.monotonic() - start:.0f} s; open {out / 'report.html'}; "
           f"the model is in {best}")
     return 0
@@ -149,6 +150,32 @@ def measure_speedup(exported: Path, profile, rounds: int = 3,
     predicted = meta["predicted_tokens_per_s"] / meta["parent_tokens_per_s"]
     return {"exported": exported_tps, "parent": parent_tps,
             "measured": exported_tps / parent_tps, "predicted": predicted}
+
+
+def winner_summary(out: Path, budget: str, measured_speedup: float) -> str:
+    """The winner's score with its interval, the parent's, the share kept, the speed-up."""
+    from plsearch.search.export import choose_trial, open_for_export
+    from plsearch.search.scoring import interval, separated
+
+    study = open_for_export(out_dir=out)
+    winner = choose_trial(study, best_for=budget)
+    parent, parent_se = (study.user_attrs.get("parent_accuracy"),
+                         study.user_attrs.get("parent_accuracy_stderr"))
+
+    def shown(value, se) -> str:
+        ci = interval(value, se)
+        return f"{value:.3f}" + (f" [95% {ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    if parent is None or winner.accuracy is None:
+        return f"winner trial {winner.number} ({winner.arch}): no score to compare"
+    apart = separated(winner.accuracy, winner.accuracy_stderr, parent, parent_se)
+    verdict = (("the winner scores lower than the parent" if winner.accuracy < parent else
+                "the winner scores higher than the parent") + " (intervals separate)"
+               if apart else "the intervals overlap: the two are not told apart")
+    return (f"winner trial {winner.number} ({winner.arch}): score {shown(winner.accuracy, winner.accuracy_stderr)}; "
+            f"parent {shown(parent, parent_se)}; kept {winner.accuracy / parent:.1%} of the "
+            f"parent's score, {verdict}; measured speed-up {measured_speedup:.2f}x "
+            f"(budget {budget})")
 
 
 def _step(message: str) -> None:

@@ -303,7 +303,7 @@ def unsharded_copy(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Modul
 # retrain, score and save the same candidate in lockstep (each a chain of collectives
 # on sharded models) while only rank 0 talks to Optuna and writes.
 
-_MODEL_CALLS = ("build", "retrain", "score", "save", "release", "parent_score")
+_MODEL_CALLS = ("build", "heldout_kl", "retrain", "score", "save", "release", "parent_score")
 
 
 class LeaderPipeline:
@@ -320,7 +320,9 @@ class LeaderPipeline:
         def announced(*args):
             model, rest = (args[0], args[1:]) if name not in ("build", "parent_score") \
                 else (None, args)
-            broadcast_object((name, rest if name != "save" else ()))
+            # progress callbacks (on_step, on_task) are rank 0's alone: followers get None
+            shared = tuple(None if callable(a) else a for a in rest)
+            broadcast_object((name, shared if name != "save" else ()))
             return attr(*args) if model is None else attr(model, *rest)
 
         return announced

@@ -119,31 +119,30 @@ def test_num_params_by_hand():
 
 def test_flops_convention():
     arch = make()
-    traits = ArchTraits()
     d, f, q_out, kv_out = 64, 128, 64, 32
     weights = d * q_out + 2 * d * kv_out + q_out * d + 3 * d * f
     lm_head = 256 * 64
     expected_decode = 4 * (2 * weights + 2 * 2 * q_out * 100) + 2 * lm_head
-    assert arch.flops_per_token(traits, "decode", context=100) == expected_decode
+    assert arch.flops_per_token("decode", context=100) == expected_decode
     # prefill of 99 tokens: on average each token attends to (99 + 1) / 2 = 50 keys.
     expected_prefill = 4 * (2 * weights + 2 * 2 * q_out * 50) + 2 * lm_head
-    assert arch.flops_per_token(traits, "prefill", context=99) == expected_prefill
-    assert arch.flops_per_token(traits, "prefill", 1) == arch.flops_per_token(traits, "decode", 1)
+    assert arch.flops_per_token("prefill", context=99) == expected_prefill
+    assert arch.flops_per_token("prefill", 1) == arch.flops_per_token("decode", 1)
 
 
 def test_flops_positive_and_decode_grows_with_context():
-    arch, traits = make(), ArchTraits()
-    values = [arch.flops_per_token(traits, "decode", context=n) for n in (1, 16, 256, 4096)]
+    arch = make()
+    values = [arch.flops_per_token("decode", context=n) for n in (1, 16, 256, 4096)]
     assert values[0] > 0
     assert values == sorted(values) and len(set(values)) == len(values)
     smaller = arch.replace(num_hidden_layers=2)
-    assert smaller.flops_per_token(traits, "prefill", 64) < arch.flops_per_token(
-        traits, "prefill", 64
+    assert smaller.flops_per_token("prefill", 64) < arch.flops_per_token(
+        "prefill", 64
     )
     with pytest.raises(InvalidArchError, match="phase"):
-        arch.flops_per_token(traits, "train", 8)
+        arch.flops_per_token("train", 8)
     with pytest.raises(InvalidArchError, match="context"):
-        arch.flops_per_token(traits, "decode", 0)
+        arch.flops_per_token("decode", 0)
 
 
 def test_kv_cache_bytes_per_token():

@@ -29,8 +29,8 @@ def describe(model: str | None, context: int) -> dict:
         "arch": arch.to_dict(),
         "params": arch.num_params(traits),
         "flops_per_token": {
-            "prefill": arch.flops_per_token(traits, phase="prefill", context=context),
-            "decode": arch.flops_per_token(traits, phase="decode", context=context),
+            "prefill": arch.flops_per_token(phase="prefill", context=context),
+            "decode": arch.flops_per_token(phase="decode", context=context),
             "context": context,
         },
         "kv_cache_bytes_per_token": {"bf16": arch.kv_cache_bytes_per_token(2),

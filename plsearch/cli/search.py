@@ -81,7 +81,7 @@ def cmd_search(args) -> int:
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with quiet:
         summary = _search(args)
-    if args.json:
+    if args.json and summary is not None:
         fields = {k: v for k, v in vars(summary).items() if k != "url"}  # url: password
         print(json.dumps(fields, default=str))
     return 0
@@ -105,10 +105,11 @@ def _search(args):
         timeout=args.timeout, storage=args.storage, study=args.study, out=args.out,
         artifacts=args.artifacts, sampler=args.sampler, seed=args.seed, verify=args.verify,
         command=_command_line(args))
-    summary = run_search(opts, on_trial=_print_trial, on_stage=lambda m: print(f"== {m}",
-                                                                               flush=True))
+    summary = run_search(opts, on_trial=_print_trial,
+                         on_stage=lambda m: print(f"== {m}", flush=True),
+                         on_progress=lambda m: print(f"   .. {m}", flush=True))
     if summary is None:  # torchrun rank > 0: rank 0 prints and writes
-        return 0
+        return None
     print(f"== done in {summary.seconds:.0f} s: {summary.built} candidates built, "
           f"{summary.infeasible} arches skipped (budget), {summary.failed} failed")
     if summary.recovered:
@@ -140,24 +141,27 @@ def _command_line(args) -> str:
 
 
 def _print_trial(trial) -> None:
-    a = trial.user_attrs
-    arch = a.get("arch") or {}
-    shape = (f"L{arch.get('num_hidden_layers')} d{arch.get('hidden_size')} "
-             f"q{arch.get('num_attention_heads')}/kv{arch.get('num_key_value_heads')} "
-             f"ffn{arch.get('intermediate_size')}") if arch else "?"
-    speed = f"{a.get('predicted_tokens_per_s', float('nan')):,.0f} tok/s"
-    seconds = (a.get("seconds") or {}).get("total", 0.0)
-    if trial.state.name == "FAIL":
-        what = f"FAILED: {a.get('fail_reason', '?')}"
-    elif not a.get("feasible"):
+    from plsearch.search.record import TrialRecord
+
+    r = TrialRecord.from_trial(trial)
+    a = r.arch
+    shape = (f"L{a.num_hidden_layers} d{a.hidden_size} q{a.num_attention_heads}/"
+             f"kv{a.num_key_value_heads} ffn{a.intermediate_size}") if a else "?"
+    speed = f"{r.predicted_tokens_per_s or float('nan'):,.0f} tok/s"
+    seconds = r.seconds.get("total", 0.0)
+    if r.state == "FAIL":
+        what = f"FAILED: {r.fail_reason or '?'}"
+    elif r.feasible is False:
         what = "misses the budget, not built"
-    elif "duplicate_of" in a:
-        what = f"same arch as trial {a['duplicate_of']}: its result reused"
-    elif a.get("surplus"):
+    elif r.duplicate_of is not None:
+        what = f"same arch as trial {r.duplicate_of}: its result reused"
+    elif r.surplus:
         what = "not built: other workers built the last candidates"
     else:
-        what = (f"rung {a['rung'] + 1}/{a['rungs_total']}  acc {a.get('accuracy', 0):.3f}  "
-                f"ppl {a.get('perplexity', float('nan')):.2f}")
+        ci = r.objective_interval
+        spread = f" +- {(ci[1] - ci[0]) / 2:.3f}" if ci else ""
+        what = (f"rung {r.rung + 1}/{r.rungs_total}  objective {r.objective:.3f}{spread}  "
+                f"acc {r.accuracy or 0:.3f}  KL {r.kl if r.kl is not None else float('nan'):.3f}")
     print(f"trial {trial.number:3d}  {shape:28s} {speed:>14s}  {what}  ({seconds:.0f} s)",
           flush=True)
 
@@ -168,6 +172,8 @@ def _print_verification(verification: dict) -> None:
     if "skipped" in verification:
         print(f"   verification skipped: {verification['skipped']}")
         return
+    if "parent" not in verification:  # not verified (--no-verify): nothing measured to show
+        return
     print("   Pareto front, predicted vs measured tokens/s:")
     parent = verification["parent"]
     rows = [("parent", parent["predicted_tokens_per_s"], parent["measured_tokens_per_s"])]
@@ -177,6 +183,14 @@ def _print_verification(verification: dict) -> None:
         error = (predicted / measured - 1) * 100 if predicted and measured else float("nan")
         print(f"     {label:10s} predicted {predicted:10,.0f}  measured {measured:10,.0f}  "
               f"({error:+.1f}%)")
+    if verification.get("dominated_by_measurement"):
+        print(f"   dominated once measured (left off the front): trials "
+              f"{verification['dominated_by_measurement']}")
+    refined = verification.get("refinement")
+    if refined and refined.get("median_abs_after") is not None:
+        print(f"   predictor on {refined['pairs']} whole-model measurements: median |error| "
+              f"{refined['median_abs_before']:.1%} before refinement, "
+              f"{refined['median_abs_after']:.1%} after (leave-one-out)")
     if verification.get("median_abs_error") is not None:
         print(f"   prediction error on the front: median {verification['median_abs_error']:.1%}, "
               f"max {verification['max_abs_error']:.1%}")
@@ -196,20 +210,28 @@ def _write_report(summary) -> None:
 
 def cmd_export(args) -> int:
     from plsearch.search.export import choose_trial, export_candidate, open_for_export
-    from plsearch.search.study import measured_tokens_per_s
+    from plsearch.search.scoring import interval
 
     study = open_for_export(out_dir=args.out_dir, storage=args.storage, study=args.study)
-    trial = choose_trial(study, number=args.trial, best_for=args.best_for)
-    out = export_candidate(study, trial, args.out)
-    a = trial.user_attrs
-    measured = measured_tokens_per_s(study.user_attrs, trial)
+    record = choose_trial(study, number=args.trial, best_for=args.best_for)
+    out = export_candidate(study, record, args.out)
+    ci = interval(record.accuracy, record.accuracy_stderr) if record.accuracy is not None \
+        else None
     if args.json:
-        print(json.dumps({"trial": trial.number, "out": str(out),
-                          "accuracy": a.get("accuracy"), "params": a.get("params"),
-                          "predicted_tokens_per_s": a.get("predicted_tokens_per_s"),
-                          "measured_tokens_per_s": measured}))
+        print(json.dumps({"trial": record.number, "out": str(out),
+                          "accuracy": record.accuracy,
+                          "accuracy_stderr": record.accuracy_stderr,
+                          "accuracy_ci95": list(ci) if ci else None,
+                          "objective": record.objective,
+                          "objective_stderr": record.objective_stderr,
+                          "params": record.params,
+                          "predicted_tokens_per_s": record.predicted_tokens_per_s,
+                          "measured_tokens_per_s": record.measured_tokens_per_s}))
         return 0
-    print(f"exported trial {trial.number} to {out}: accuracy {a.get('accuracy', 0):.4f}, "
-          f"{a.get('params', 0):,} params, predicted {a['predicted_tokens_per_s']:,.0f} tok/s"
-          + (f", measured {measured:,.0f} tok/s" if measured else ""))
+    spread = f" (95% interval {ci[0]:.4f} to {ci[1]:.4f})" if ci else ""
+    print(f"exported trial {record.number} to {out}: accuracy {record.accuracy or 0:.4f}"
+          f"{spread}, {record.params or 0:,} params, predicted "
+          f"{record.predicted_tokens_per_s:,.0f} tok/s"
+          + (f", measured {record.measured_tokens_per_s:,.0f} tok/s"
+             if record.measured_tokens_per_s else ""))
     return 0

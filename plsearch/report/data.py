@@ -15,7 +15,10 @@ from typing import Any
 import pandas as pd
 
 from plsearch.errors import ConfigError
-from plsearch.search.study import dead_trials, load_existing_study, measured_tokens_per_s
+from plsearch.search.pareto import hypervolume_2d, pareto_mask
+from plsearch.search.record import TrialRecord
+from plsearch.search.scoring import interval
+from plsearch.search.study import dead_trials, load_existing_study, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,12 @@ class ReportFacts:
     parent_tokens_per_s: float | None  # predicted
     parent_measured_tokens_per_s: float | None
     parent_accuracy: float | None
+    parent_accuracy_stderr: float | None
     reference_point: tuple[float, float]  # (accuracy, tokens/s) of the hypervolume
     hypervolume: float  # of the final front, accuracy x tokens/s
     best_feasible_accuracy: float | None
     best_feasible_trial: int | None
+    best_feasible_accuracy_stderr: float | None
     predictor_n: int  # verified points (trials and parent) in the predictor check
     predictor_mean_abs_error_pct: float | None
     predictor_max_abs_error_pct: float | None
@@ -57,7 +62,7 @@ class ReportFacts:
 class ReportData:
     facts: ReportFacts
     trials: pd.DataFrame  # one row per trial, columns described in _trial_row
-    front: pd.DataFrame  # the Pareto front rows of `trials`, by predicted tokens/s
+    front: pd.DataFrame  # the Pareto front rows of `trials`, by tokens/s
     progress: pd.DataFrame  # number, hypervolume, best_feasible_accuracy
     predictor: pd.DataFrame  # label, number, predicted/measured tokens/s, error_pct
     kd_curves: pd.DataFrame  # number + KD_CURVE_COLUMNS, every trial with a curve
@@ -103,7 +108,7 @@ def load_report_data(storage_url: str | None = None, study_name: str | None = No
     ablation, ablation_text = _read_ablation(run_path)
     return build_report_data(
         study.get_trials(deepcopy=False), attrs, study_name=study_name,
-        storage=_hide_password(storage_url), run_dir=str(run_path) if run_path else None,
+        storage=redact_url(storage_url), run_dir=str(run_path) if run_path else None,
         run_config=run_config, ablation=ablation, ablation_text=ablation_text)
 
 
@@ -125,14 +130,14 @@ def build_report_data(trials: list, study_attrs: dict[str, Any], *, study_name: 
                          & table["accuracy"].notna() & table["predicted_tokens_per_s"].notna()
                          & (table["rungs_total"].isna()
                             | (table["rung"] == table["rungs_total"] - 1)))
-    # The front is taken on the study's own objectives, as the search's verification and
-    # export take it: the first may break accuracy ties by perplexity.
-    points = table.loc[table["eligible"], ["objective", "predicted_tokens_per_s"]].to_numpy()
+    # The front is the search's own (verify.pareto_front): the objective against tokens/s,
+    # measured wherever the candidate was measured, predicted elsewhere.
+    points = table.loc[table["eligible"], ["objective", "tokens_per_s"]].to_numpy()
     on_front = pareto_mask(points)
     table["on_front"] = False
     table.loc[table.index[table["eligible"]][on_front], "on_front"] = True
     table["status"] = table.apply(_status, axis=1)
-    front = table[table["on_front"]].sort_values("predicted_tokens_per_s", ignore_index=True)
+    front = table[table["on_front"]].sort_values("tokens_per_s", ignore_index=True)
 
     reference = (0.0, budget_tps or 0.0)
     progress = _progress(table, reference)
@@ -152,10 +157,13 @@ def build_report_data(trials: list, study_attrs: dict[str, Any], *, study_name: 
         parent_tokens_per_s=as_number(study_attrs.get("parent_tokens_per_s")),
         parent_measured_tokens_per_s=as_number(study_attrs.get("parent_measured_tokens_per_s")),
         parent_accuracy=as_number(study_attrs.get("parent_accuracy")),
+        parent_accuracy_stderr=as_number(study_attrs.get("parent_accuracy_stderr")),
         reference_point=reference,
         hypervolume=float(progress["hypervolume"].iloc[-1]) if len(progress) else 0.0,
         best_feasible_accuracy=float(best["accuracy"].iloc[0]) if len(best) else None,
         best_feasible_trial=int(best["number"].iloc[0]) if len(best) else None,
+        best_feasible_accuracy_stderr=as_number(best["accuracy_stderr"].iloc[0])
+        if len(best) else None,
         predictor_n=len(predictor),
         predictor_mean_abs_error_pct=float(errors.mean()) if len(errors) else None,
         predictor_max_abs_error_pct=float(errors.max()) if len(errors) else None,
@@ -170,78 +178,79 @@ def build_report_data(trials: list, study_attrs: dict[str, Any], *, study_name: 
         ablation_text=ablation_text)
 
 
-def pareto_mask(points) -> list[bool]:
-    """Which rows of an (n, 2) array of objectives, both maximized, no other row dominates."""
-    rows = [tuple(map(float, p)) for p in points]
-    return [not any(o[0] >= p[0] and o[1] >= p[1] and o != p for o in rows) for p in rows]
-
-
-def hypervolume_2d(points, reference: tuple[float, float]) -> float:
-    """Area dominated by ``points`` (both objectives maximized) above ``reference``."""
-    rx, ry = reference
-    kept = sorted(((float(a), float(t)) for a, t in points if a > rx and t > ry),
-                  key=lambda p: p[1], reverse=True)
-    area, best_a = 0.0, rx
-    for a, t in kept:  # sweep from the fastest point down; each adds a new strip of accuracy
-        if a > best_a:
-            area += (t - ry) * (a - best_a)
-            best_a = a
-    return area
-
-
 _TRIAL_COLUMNS = (
-    ["number", "state", "accuracy", "objective", "predicted_tokens_per_s", "measured_tokens_per_s",
-     "params", "recipe", "rung", "rungs_total", "feasible", "constraint", "perplexity",
-     "kd_steps", "kd_tokens", "fail_reason", "candidate_dir", "arch_label", *ARCH_KEYS]
+    ["number", "state", "accuracy", "accuracy_stderr", "accuracy_ci_low", "accuracy_ci_high",
+     "objective", "objective_stderr", "objective_ci_low", "objective_ci_high", "kl",
+     "predicted_tokens_per_s", "measured_tokens_per_s", "tokens_per_s",
+     "dominated_by_measurement", "params", "recipe", "rung", "rungs_total", "feasible",
+     "constraint", "perplexity", "kd_steps", "kd_tokens", "fail_reason", "candidate_dir",
+     "arch_label", *ARCH_KEYS]
     + [f"seconds_{s}" for s in STAGES] + ["datetime_start", "datetime_complete"]
 )
 
 
 def _trial_row(trial, study_attrs: dict[str, Any], dead: dict[int, int]) -> dict[str, Any]:
-    a = trial.user_attrs
+    r = TrialRecord.from_trial(trial, study_attrs)
     state = trial.state.name
     values = list(trial.values or []) if state == "COMPLETE" else []
     feasible = _feasible(trial)
-    accuracy = as_number(a.get("accuracy"))
-    if accuracy is None and values and feasible:  # infeasible arches are never built
+    accuracy = as_number(r.accuracy)
+    if accuracy is None and values and feasible:  # a study without the attribute
         accuracy = as_number(values[0])
-    predicted = as_number(a.get("predicted_tokens_per_s"))
+    predicted = as_number(r.predicted_tokens_per_s)
     if predicted is None and len(values) > 1:
         predicted = as_number(values[1])
-    arch = a.get("arch") if isinstance(a.get("arch"), dict) else {}
-    seconds = a.get("seconds") if isinstance(a.get("seconds"), dict) else {}
-    objective = as_number(values[0]) if values and accuracy is not None else None
+    objective = as_number(r.objective)
+    if objective is None and accuracy is not None:
+        objective = as_number(values[0]) if values else accuracy
+    arch = r.arch.to_dict() if r.arch else {}
+    measured = as_number(r.measured_tokens_per_s)
+    accuracy_ci = interval(accuracy, r.accuracy_stderr) if accuracy is not None else None
+    objective_ci = interval(objective, r.objective_stderr) if objective is not None else None
     row = {
         "number": trial.number, "state": state, "accuracy": accuracy,
-        "objective": accuracy if objective is None else objective,
-        "predicted_tokens_per_s": predicted,
-        "measured_tokens_per_s": as_number(measured_tokens_per_s(study_attrs, trial)),
-        "params": as_number(a.get("params")), "recipe": as_text(a.get("recipe")),
-        "rung": as_number(a.get("rung")), "rungs_total": as_number(a.get("rungs_total")),
-        "feasible": feasible, "constraint": as_number(a.get("constraint")),
-        "perplexity": as_number(a.get("perplexity")), "kd_steps": as_number(a.get("kd_steps")),
-        "kd_tokens": as_number(a.get("kd_tokens")), "fail_reason": as_text(a.get("fail_reason")),
-        "candidate_dir": as_text(a.get("candidate_dir")), "arch_label": arch_label(arch),
+        "accuracy_stderr": as_number(r.accuracy_stderr),
+        "accuracy_ci_low": accuracy_ci[0] if accuracy_ci else None,
+        "accuracy_ci_high": accuracy_ci[1] if accuracy_ci else None,
+        "objective": objective, "objective_stderr": as_number(r.objective_stderr),
+        "objective_ci_low": objective_ci[0] if objective_ci else None,
+        "objective_ci_high": objective_ci[1] if objective_ci else None,
+        "kl": as_number(r.kl),
+        "predicted_tokens_per_s": predicted, "measured_tokens_per_s": measured,
+        "tokens_per_s": measured if measured else predicted,
+        "dominated_by_measurement": r.dominated_by_measurement,
+        "params": as_number(r.params), "recipe": as_text(r.recipe),
+        "rung": as_number(r.rung),
+        "rungs_total": as_number(r.rungs_total),
+        "feasible": feasible, "constraint": as_number(r.constraint),
+        "perplexity": as_number(r.perplexity),
+        "kd_steps": as_number(r.kd_steps) if r.built else None,
+        "kd_tokens": as_number(r.kd_tokens) if r.built else None,
+        "fail_reason": as_text(r.fail_reason),
+        "candidate_dir": as_text(r.candidate_dir), "arch_label": arch_label(arch),
         "datetime_start": trial.datetime_start, "datetime_complete": trial.datetime_complete,
     }
-    if a.get("surplus"):
+    if r.surplus:
         row["fail_reason"] = "not built: other workers had built enough candidates"
+    if r.dominated_by_measurement:
+        row["fail_reason"] = row["fail_reason"] or "dominated once measured"
     if state == "FAIL" and not row["fail_reason"]:
         row["fail_reason"] = (f"worker died; its arch was retried by trial {dead[trial.number]}"
                               if trial.number in dead
                               else as_text(trial.system_attrs.get("fail_reason")))
     row.update({k: as_number(arch.get(k)) for k in ARCH_KEYS})
+    seconds = r.seconds if isinstance(r.seconds, dict) else {}
     row.update({f"seconds_{s}": as_number(seconds.get(s)) for s in STAGES})
     return row
 
 
 def _feasible(trial) -> bool:
     """The contract's `feasible` attribute, else the constraint values (<= 0), else True."""
-    a = trial.user_attrs
-    if "feasible" in a:
-        return bool(a["feasible"])
-    if as_number(a.get("constraint")) is not None:
-        return as_number(a["constraint"]) <= 0
+    r = TrialRecord.from_trial(trial)
+    if r.feasible is not None:
+        return bool(r.feasible)
+    if as_number(r.constraint) is not None:
+        return as_number(r.constraint) <= 0
     constraints = trial.constraints  # optuna >= 5: {name: value}; older: a tuple
     values = constraints.values() if isinstance(constraints, dict) else constraints or ()
     return all(as_number(v) is not None and as_number(v) <= 0 for v in values)
@@ -255,6 +264,8 @@ def _status(row) -> str:
         return "infeasible"
     if row["on_front"]:
         return "front"
+    if row["eligible"] and row["dominated_by_measurement"]:
+        return "measured dominated"
     if row["eligible"]:
         return "dominated"
     if pd.notna(row["accuracy"]) and row["state"] in ("COMPLETE", "PRUNED"):
@@ -266,7 +277,7 @@ def _progress(table: pd.DataFrame, reference: tuple[float, float]) -> pd.DataFra
     rows, points, best = [], [], None
     for _, row in table.iterrows():
         if row["eligible"]:
-            points.append((row["accuracy"], row["predicted_tokens_per_s"]))
+            points.append((row["accuracy"], row["tokens_per_s"]))
             best = row["accuracy"] if best is None else max(best, row["accuracy"])
         rows.append({"number": row["number"], "hypervolume": hypervolume_2d(points, reference),
                      "best_feasible_accuracy": best})
@@ -296,8 +307,8 @@ def _predictor_table(table: pd.DataFrame, attrs: dict[str, Any]) -> pd.DataFrame
 def _kd_curves(trials: list) -> pd.DataFrame:
     rows = []
     for trial in trials:
-        curve = trial.user_attrs.get("kd_curve")
-        if not isinstance(curve, list):
+        curve = list(TrialRecord.from_trial(trial).kd_curve)
+        if not curve:
             continue
         for point in curve:
             if isinstance(point, (list, tuple)) and len(point) >= 3:
@@ -395,13 +406,3 @@ def arch_label(arch: dict[str, Any]) -> str:
     return (f"L{arch['num_hidden_layers']} d{arch['hidden_size']} "
             f"q{arch['num_attention_heads']}/kv{arch['num_key_value_heads']}x{arch['head_dim']} "
             f"ffn{arch['intermediate_size']}")
-
-
-def _hide_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):  # not an SQLAlchemy URL: show it as given
-        return url

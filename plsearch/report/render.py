@@ -28,11 +28,14 @@ log = logging.getLogger(__name__)
 # Figure divs in page order; a panel without data shows a note instead of its div.
 FIGURE_IDS = ("fig-pareto", "fig-parallel", "fig-predictor", "fig-kd", "fig-progress")
 
-_COLORS = {"front": "#d62728", "dominated": "#1f77b4", "lower rung": "#9ecae1",
+_COLORS = {"front": "#d62728", "dominated": "#1f77b4", "measured dominated": "#ff7f0e",
+           "lower rung": "#9ecae1",
            "infeasible": "#7f7f7f", "failed": "#000000", "unfinished": "#bcbd22"}
-_SYMBOLS = {"front": "star", "dominated": "circle", "lower rung": "circle-open",
+_SYMBOLS = {"front": "star", "dominated": "circle", "measured dominated": "circle-x",
+            "lower rung": "circle-open",
             "infeasible": "square-open", "failed": "x-thin-open", "unfinished": "diamond-open"}
 _LEGEND = {"front": "Pareto front", "dominated": "dominated (eligible)",
+           "measured dominated": "dominated once measured",
            "lower rung": "stopped at a lower rung", "infeasible": "infeasible (over budget)",
            "failed": "failed", "unfinished": "no accuracy yet"}
 
@@ -58,7 +61,8 @@ def render_report(data: ReportData) -> str:
     facts = data.facts
     panels, figures = [], {}
     for fig_id, title, build in (
-        ("fig-pareto", "Pareto front: accuracy vs predicted tokens/s", _pareto_figure),
+        ("fig-pareto", "Pareto front: accuracy vs tokens/s (measured where measured)",
+         _pareto_figure),
         ("fig-parallel", "Architectures of the completed trials", _parallel_figure),
         ("fig-predictor", "Predictor check: predicted vs measured tokens/s", _predictor_figure),
         ("fig-kd", "KD loss of the front candidates", _kd_figure),
@@ -105,16 +109,24 @@ def _pareto_figure(data: ReportData):
     import plotly.graph_objects as go
 
     table, facts = data.trials, data.facts
-    drawable = table[table["predicted_tokens_per_s"].notna()]
+    drawable = table[table["tokens_per_s"].notna()]
     if drawable.empty:
         return "no trial has a predicted tokens/s yet"
+
+    def error_bars(rows) -> dict:
+        """95% intervals of the accuracy, as plotly's asymmetric error bars."""
+        return {"type": "data", "symmetric": False, "visible": True, "thickness": 1,
+                "array": (rows["accuracy_ci_high"] - rows["accuracy"]).fillna(0).tolist(),
+                "arrayminus": (rows["accuracy"] - rows["accuracy_ci_low"]).fillna(0).tolist()}
+
     known = drawable["accuracy"].dropna().tolist()
     if facts.parent_accuracy is not None:
         known.append(facts.parent_accuracy)
     low, high = (min(known), max(known)) if known else (0.0, 1.0)
     floor = low - 0.08 * ((high - low) or 1.0)  # where trials without an accuracy sit
     fig = go.Figure()
-    for status in ("dominated", "lower rung", "infeasible", "failed", "unfinished"):
+    for status in ("dominated", "measured dominated", "lower rung", "infeasible", "failed",
+                   "unfinished"):
         rows = drawable[drawable["status"] == status]
         if rows.empty:
             continue
@@ -122,13 +134,15 @@ def _pareto_figure(data: ReportData):
         name = _LEGEND[status] + (" (no accuracy: drawn at the bottom)"
                                   if rows["accuracy"].isna().any() else "")
         fig.add_trace(go.Scatter(
-            x=rows["predicted_tokens_per_s"], y=y, mode="markers", name=name,
+            x=rows["tokens_per_s"], y=y, mode="markers", name=name,
+            error_y=error_bars(rows) if status in ("dominated", "measured dominated") else None,
             marker={"color": _COLORS[status], "symbol": _SYMBOLS[status], "size": 9},
             hovertext=[_hover(r) for _, r in rows.iterrows()], hoverinfo="text"))
     front = data.front
     if not front.empty:
         fig.add_trace(go.Scatter(
-            x=front["predicted_tokens_per_s"], y=front["accuracy"], mode="lines+markers",
+            x=front["tokens_per_s"], y=front["accuracy"], mode="lines+markers",
+            error_y=error_bars(front),
             name=_LEGEND["front"], line={"color": _COLORS["front"], "shape": "vh"},
             marker={"color": _COLORS["front"], "symbol": "star", "size": 14},
             hovertext=[_hover(r) for _, r in front.iterrows()], hoverinfo="text"))
@@ -146,8 +160,9 @@ def _pareto_figure(data: ReportData):
         label = f"budget {facts.budget_spec or ''} = {facts.budget_tokens_per_s:,.0f} tokens/s"
         fig.add_vline(x=facts.budget_tokens_per_s, line={"color": "#d62728", "dash": "dash"},
                       annotation_text=html.escape(label), annotation_position="bottom right")
-    fig.update_layout(xaxis_title="predicted tokens/s (higher is faster)",
-                      yaxis_title="accuracy (weighted task score)", **_LAYOUT)
+    fig.update_layout(xaxis_title="tokens/s: measured where measured, else predicted "
+                      "(higher is faster)",
+                      yaxis_title="accuracy (weighted task score, 95% interval)", **_LAYOUT)
     return fig
 
 
@@ -276,12 +291,21 @@ def _hover(row) -> str:
         rungs = "" if pd.isna(row["rungs_total"]) else f" of {int(row['rungs_total'])}"
         lines.append(f"rung {int(row['rung']) + 1}{rungs}")
     if pd.notna(row["accuracy"]):
-        lines.append(f"accuracy {row['accuracy']:.4f}")
+        lines.append(f"accuracy {row['accuracy']:.4f}{_ci_text(row, 'accuracy')}")
+    if pd.notna(row["objective"]):
+        lines.append(f"objective {row['objective']:.4f}{_ci_text(row, 'objective')}")
     lines.append(f"predicted {_fmt(row['predicted_tokens_per_s'])} tokens/s")
     lines.append(f"measured {_fmt(row['measured_tokens_per_s'])} tokens/s")
     if row["fail_reason"]:
         lines.append(f"failed: {html.escape(row['fail_reason'][:200])}")
     return "<br>".join(lines)
+
+
+def _ci_text(row, column: str) -> str:
+    low, high = row.get(f"{column}_ci_low"), row.get(f"{column}_ci_high")
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    return f" (95% {low:.4f} to {high:.4f})"
 
 
 def _parent_hover(data: ReportData) -> str:
@@ -300,9 +324,11 @@ def _parent_hover(data: ReportData) -> str:
 
 _TABLE_COLUMNS = (  # (header, trials column, format)
     ("trial", "number", "int"), ("status", "status", "text"),
-    ("accuracy", "accuracy", "acc"), ("predicted tok/s", "predicted_tokens_per_s", "num"),
+    ("accuracy", "accuracy", "acc"), ("95% interval", "accuracy", "ci"),
+    ("predicted tok/s", "predicted_tokens_per_s", "num"),
     ("measured tok/s", "measured_tokens_per_s", "num"), ("params (M)", "params", "mega"),
-    ("objective", "objective", "acc"), ("arch", "arch_label", "text"),
+    ("objective", "objective", "acc"), ("objective 95%", "objective", "ci"),
+    ("KL to parent", "kl", "num4"), ("arch", "arch_label", "text"),
     ("recipe", "recipe", "text"), ("rung", "rung", "rung"),
     ("perplexity", "perplexity", "num2"), ("KD tokens", "kd_tokens", "num"),
     ("time (s)", "seconds_total", "num"), ("note", "fail_reason", "text"),
@@ -319,6 +345,9 @@ def _trial_table_rows(data: ReportData):
             if kind == "text":
                 text = _LEGEND.get(value, value) if key == "status" else as_text(value)
                 cells.append((text, text))
+            elif kind == "ci":
+                text = _ci_text(row, key).strip(" ()").replace("95% ", "")
+                cells.append((text, float(row[f"{key}_ci_low"]) if text else None))
             elif value is None or pd.isna(value) or (kind == "rung" and value < 0):
                 cells.append(("", None))
             elif kind == "rung":
@@ -335,8 +364,10 @@ def _trial_table_rows(data: ReportData):
 def _trials_table_note() -> str:
     return ("<p class='note'>Click a column header to sort. Only eligible trials (COMPLETE, "
             "feasible, and at the top rung of the KD ladder) can be on the front; the "
-            "objective column is what the search maximized (accuracy with a perplexity "
-            "tie-break, if the space sets one).</p>")
+            "objective column is what the search maximized (accuracy less a weighted "
+            "held-out KL to the parent). Intervals are 95% (normal approximation from the "
+            "tasks' standard errors); two trials are told apart only when their intervals "
+            "do not overlap.</p>")
 
 
 def _front_note(data: ReportData) -> str:
@@ -454,6 +485,13 @@ def _run_facts(data: ReportData) -> str:
     return f"<table class='facts'>{''.join(rows)}</table>"
 
 
+def _with_ci(value: float, se: float | None) -> str:
+    from plsearch.search.scoring import interval
+
+    ci = interval(value, se)
+    return f"{value:.4f}" + (f" [95% {ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+
 def _summary(data: ReportData) -> str:
     f = data.facts
     parts = [f"study <b>{html.escape(f.study_name)}</b>", f"{f.n_trials} trials"]
@@ -461,8 +499,16 @@ def _summary(data: ReportData) -> str:
         parts.append(f"budget {html.escape(f.budget_spec or '')} = "
                      f"{f.budget_tokens_per_s:,.0f} tokens/s")
     if f.best_feasible_accuracy is not None:
-        parts.append(f"best feasible accuracy {f.best_feasible_accuracy:.4f} "
+        parts.append(f"best feasible accuracy {_with_ci(f.best_feasible_accuracy, f.best_feasible_accuracy_stderr)} "
                      f"(trial {f.best_feasible_trial})")
+        if f.parent_accuracy is not None:
+            from plsearch.search.scoring import separated
+
+            apart = separated(f.best_feasible_accuracy, f.best_feasible_accuracy_stderr,
+                              f.parent_accuracy, f.parent_accuracy_stderr)
+            parts.append(f"parent {_with_ci(f.parent_accuracy, f.parent_accuracy_stderr)}: "
+                         + ("the intervals separate" if apart else "the intervals overlap "
+                            "(not told apart)"))
     parts.append(f"hypervolume {f.hypervolume:,.4g} (reference accuracy "
                  f"{f.reference_point[0]:g}, {f.reference_point[1]:,.0f} tokens/s)")
     if f.predictor_mean_abs_error_pct is not None:

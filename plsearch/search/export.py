@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
 
 from plsearch import atomic
 from plsearch.errors import ConfigError
-from plsearch.search.study import load_existing_study, measured_tokens_per_s, storage_url
+from plsearch.search.record import TrialRecord
+from plsearch.search.scoring import interval, separated
+from plsearch.search.study import load_existing_study, storage_url
 
-__all__ = ["choose_trial", "export_candidate", "model_card", "open_for_export"]
+__all__ = ["choose_trial", "export_candidate", "meets_budget", "model_card", "open_for_export"]
 
 
 def open_for_export(out_dir: str | Path | None = None, storage: str | None = None,
@@ -44,50 +45,62 @@ def open_for_export(out_dir: str | Path | None = None, storage: str | None = Non
                       "[--study NAME]")
 
 
+def meets_budget(record: TrialRecord, budget, study_attrs: dict[str, Any]) -> bool:
+    """Whether ``record`` meets ``budget``: on measured speeds wherever they exist (the
+    candidate's against the parent's, measured in the same run, for a relative budget)."""
+    parent_predicted = study_attrs.get("parent_tokens_per_s") or 0.0
+    parent_measured = study_attrs.get("parent_measured_tokens_per_s")
+    if budget.kind == "relative":
+        if record.measured_tokens_per_s and parent_measured:
+            return record.measured_tokens_per_s >= budget.value * parent_measured
+        return record.predicted_tokens_per_s >= budget.tokens_per_s(parent_predicted)
+    return record.tokens_per_s >= budget.value
+
+
 def choose_trial(study: optuna.Study, number: int | None = None,
-                 best_for: str | None = None) -> FrozenTrial:
-    """Trial ``number``, or the most accurate fully evaluated candidate meeting ``best_for``."""
+                 best_for: str | None = None) -> TrialRecord:
+    """Trial ``number``, or the best fully evaluated candidate meeting ``best_for``
+    (highest objective; measured speed decides wherever it exists)."""
     from plsearch.search.budget import parse_budget
     from plsearch.search.verify import fully_evaluated
 
     if (number is None) == (best_for is None):
         raise ConfigError("choose the candidate with exactly one of --trial N or --best-for BUDGET")
+    attrs = study.user_attrs
     if number is not None:
         trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
         if not trials:
             raise ConfigError(f"study {study.study_name!r} has no trial {number}")
-        trial = trials[0]
-        if not trial.user_attrs.get("candidate_dir"):
-            rung = trial.user_attrs.get("rung")
+        record = TrialRecord.from_trial(trials[0], attrs)
+        if not record.candidate_dir:
             raise ConfigError(
-                f"trial {number} has no saved candidate ({trial.state.name}, rung {rung}); "
+                f"trial {number} has no saved candidate ({record.state}, rung {record.rung}); "
                 "only candidates that reached the top rung are saved: pick one of "
-                f"{[t.number for t in fully_evaluated(study)]}")
-        return trial
+                f"{[r.number for r in fully_evaluated(study, attrs)]}")
+        return record
     budget = parse_budget(best_for)
-    parent_tps = study.user_attrs.get("parent_tokens_per_s")
+    parent_tps = attrs.get("parent_tokens_per_s")
     if budget.kind == "relative" and not parent_tps:
         raise ConfigError(f"study {study.study_name!r} records no parent speed; use an "
                           "absolute budget such as 2500tok/s")
-    need = budget.tokens_per_s(parent_tps or 0.0)
-    done = [t for t in fully_evaluated(study) if t.user_attrs.get("candidate_dir")]
-    meeting = [t for t in done if t.user_attrs["predicted_tokens_per_s"] >= need]
+    done = [r for r in fully_evaluated(study, attrs) if r.candidate_dir]
+    meeting = [r for r in done if meets_budget(r, budget, attrs)]
     if not meeting:
-        fastest = max((t.user_attrs["predicted_tokens_per_s"] for t in done), default=None)
-        reach = f"the fastest saved one predicts {fastest:,.0f} tokens/s" if fastest else \
+        fastest = max((r.tokens_per_s for r in done), default=None)
+        reach = f"the fastest saved one runs {fastest:,.0f} tokens/s" if fastest else \
             "none was fully evaluated"
-        raise ConfigError(f"no saved candidate meets {budget.spec} ({need:,.0f} tokens/s): "
-                          f"{reach}; relax the budget or export one with --trial N")
-    return max(meeting, key=lambda t: (t.values[0], t.user_attrs["predicted_tokens_per_s"]))
+        raise ConfigError(f"no saved candidate meets {budget.spec}: {reach}; relax the budget "
+                          "or export one with --trial N")
+    return max(meeting, key=lambda r: (r.objective, r.tokens_per_s))
 
 
-def export_candidate(study: optuna.Study, trial: FrozenTrial, out: str | Path) -> Path:
+def export_candidate(study: optuna.Study, trial: TrialRecord, out: str | Path) -> Path:
     """Copy the trial's candidate folder to ``out`` with a README.md model card."""
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"output folder {out} already exists and is not empty; choose a new "
                           "--out or remove it")
-    source = Path(trial.user_attrs["candidate_dir"])
+    source = Path(trial.candidate_dir or "")
     if not (source / "config.json").exists():
         raise ConfigError(f"the candidate folder {source} of trial {trial.number} is missing "
                           "or incomplete; was the run folder (or artifact store) moved?")
@@ -99,27 +112,45 @@ def export_candidate(study: optuna.Study, trial: FrozenTrial, out: str | Path) -
     return out
 
 
-def model_card(study: optuna.Study, trial: FrozenTrial) -> str:
-    """A Markdown model card from the study's and the trial's attributes."""
-    a, s = trial.user_attrs, study.user_attrs
-    arch = a.get("arch", {})
+def _with_interval(value: float | None, se: float | None) -> str:
+    if value is None:
+        return "n/a"
+    ci = interval(value, se)
+    return f"{value:.4f}" + (f" (95% interval {ci[0]:.4f} to {ci[1]:.4f})" if ci else "")
+
+
+def model_card(study: optuna.Study, trial: TrialRecord) -> str:
+    """A Markdown model card from the study's attributes and the trial's record."""
+    s = study.user_attrs
+    r = trial
+    arch = r.arch.to_dict() if r.arch else {}
     parent_arch = s.get("parent_arch", {})
     budget = s.get("budget", {})
     fingerprint = s.get("device_fingerprint", {})
     profile = s.get("device_profile", {})
     workload = s.get("workload", {})
-    measured = measured_tokens_per_s(s, trial)
     parent_tps = s.get("parent_tokens_per_s")
     parent_measured = s.get("parent_measured_tokens_per_s")
+    parent_acc, parent_se = s.get("parent_accuracy"), s.get("parent_accuracy_stderr")
 
     def speed(value: float | None, ref: float | None) -> str:
         if value is None:
             return "not measured"
         return f"{value:,.0f} tokens/s" + (f" ({value / ref:.2f}x the parent)" if ref else "")
 
+    if parent_acc is not None and r.accuracy is not None:
+        if separated(r.accuracy, r.accuracy_stderr, parent_acc, parent_se):
+            word = "below" if r.accuracy < parent_acc else "above"
+            compare = f"; {word} the parent's {_with_interval(parent_acc, parent_se)}"
+        else:
+            compare = (f"; the parent scores {_with_interval(parent_acc, parent_se)}: the "
+                       "intervals overlap, so the two are not told apart")
+        share = f" = {r.accuracy / parent_acc:.1%} of the parent's" if parent_acc else ""
+    else:
+        compare, share = "", ""
     lines = [
         *_front_matter(s.get("parent")),
-        f"# plsearch candidate: trial {trial.number} of study `{study.study_name}`",
+        f"# plsearch candidate: trial {r.number} of study `{study.study_name}`",
         "",
         ("A decoder LLM pruned from its parent with the Pangu Light method (plsearch), then "
          "retrained by knowledge distillation from the parent. An ordinary Hugging Face "
@@ -128,27 +159,30 @@ def model_card(study: optuna.Study, trial: FrozenTrial) -> str:
         "## Origin",
         (f"- parent: `{s.get('parent', '?')}`, {s.get('parent_params', 0):,} parameters, "
          f"arch {json.dumps(parent_arch)}"),
-        f"- recipe: {a.get('recipe', '?')}",
+        f"- recipe: {r.recipe or '?'}",
         (f"- budget searched for: {budget.get('spec', '?')} "
          f"(>= {budget.get('tokens_per_s', 0):,.0f} tokens/s predicted)"),
         "",
         "## Architecture",
-        f"- {a.get('params', 0):,} parameters",
+        f"- {r.params or 0:,} parameters",
         *[f"- {k}: {v}" for k, v in arch.items()],
         "",
         "## Recovery (knowledge distillation from the parent)",
-        (f"- {a.get('kd_steps', 0)} optimizer steps, {a.get('kd_tokens', 0):,} tokens; "
-         f"rung {a.get('rung', 0) + 1} of {a.get('rungs_total', '?')}"),
-        f"- final KD loss: {_last_kd_loss(a.get('kd_curve'))}",
+        (f"- {r.kd_steps} optimizer steps, {r.kd_tokens:,} tokens; "
+         f"rung {r.rung + 1} of {r.rungs_total or '?'}"),
+        f"- final KD loss: {_last_kd_loss(r.kd_curve)}",
         "",
-        "## Scores",
-        (f"- accuracy (weighted task score): {a.get('accuracy', float('nan')):.4f}"
-         + (f" (parent {s['parent_accuracy']:.4f})" if "parent_accuracy" in s else "")),
-        (f"- held-out perplexity: {a.get('perplexity', float('nan')):.3f}"
+        "## Scores (95% intervals: normal approximation from the tasks' standard errors)",
+        f"- accuracy (weighted task score): {_with_interval(r.accuracy, r.accuracy_stderr)}"
+        + share + compare,
+        (f"- search objective (accuracy - weight x held-out KL to the parent): "
+         f"{_with_interval(r.objective, r.objective_stderr)}"),
+        (f"- held-out KL to the parent: {_with_interval(r.kl, r.kl_stderr)} nats/token; "
+         f"perplexity {r.perplexity if r.perplexity is not None else float('nan'):.3f}"
          + (f" (parent {s['parent_perplexity']:.3f})" if "parent_perplexity" in s else "")),
         *[f"- {task}: " + ", ".join(f"{m} {v:.4f}" if isinstance(v, float) else f"{m} {v}"
                                     for m, v in metrics.items())
-          for task, metrics in (a.get("scores") or {}).items()],
+          for task, metrics in r.scores.items()],
         "",
         "## Speed",
         (f"- device: {fingerprint.get('device_name', '?')} ({fingerprint.get('backend', '?')}, "
@@ -156,8 +190,8 @@ def model_card(study: optuna.Study, trial: FrozenTrial) -> str:
          f"profile `{profile.get('name', '?')}`"),
         (f"- workload: batch {workload.get('batch_size')}, prompt {workload.get('prompt_len')} "
          f"tokens, {workload.get('generated_len')} generated"),
-        f"- predicted: {speed(a.get('predicted_tokens_per_s'), parent_tps)}",
-        f"- measured: {speed(measured, parent_measured)}",
+        f"- predicted: {speed(r.predicted_tokens_per_s, parent_tps)}",
+        f"- measured: {speed(r.measured_tokens_per_s, parent_measured)}",
         "",
         "## Reproduce",
         f"`{s.get('command', 'plsearch search ...')}`",

@@ -1,17 +1,23 @@
-"""Successive halving over the KD budget (asynchronous, multi-objective).
+"""Successive halving over the KD budget (asynchronous), compared within speed bins.
 
 Optuna's pruners cannot stop multi-objective trials, so the ladder is ours. Every feasible
 candidate climbs rung 0 (a short KD, a cheap score). After each rung it is compared with
-every trial already scored at that rung (in this process or any other worker: the scores
-live in the study as the ``rung_scores`` user attribute) and climbs on only when it is
-among the best ``promotion_rate`` share, at least the single best:
+the trials already scored at that rung *in the same speed bin* (in this process or any
+other worker: the values live in the study's trial attributes) and climbs on only when it
+is among the best ``promotion_rate`` share of them, at least the single best:
 
-    rank the competitors by Pareto front of (rung score, predicted tokens/s), both
-    maximized, then by rung score within a front; promote the first max(1, floor(n * rate)).
+    value = the ladder's promotion signal at this rung (higher is better)
+    promote the first max(1, floor(n * rate)) by value; ties go to the trial scored first
 
-Ranking by front rather than by score alone keeps fast candidates climbing too: the search
-wants the whole accuracy/speed front, not only the most accurate (slowest) shapes. Like
-Optuna's SuccessiveHalvingPruner, early trials see few competitors and climb easily.
+Comparing within a speed bin (the feasible set cut into bins of equal count by predicted
+speed) means speed alone carries no one up, and every region of the front gets its most
+accurate candidates fully evaluated. The signal is the one that best predicts the top-rung
+objective (bench/fidelity.py measures each):
+
+- ``kl``: minus the held-out KL to the parent after the rung's KD (continuous, low noise);
+- ``build_kl``: minus the KL right after the build, before any KD (costs nothing);
+- ``accuracy``: the rung's weighted task score (few items: noisy);
+- ``objective``: the rung's objective value.
 """
 
 from __future__ import annotations
@@ -19,59 +25,59 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["competitors", "is_promoted", "pareto_ranks", "promotion_order"]
+from plsearch.search.record import TrialRecord
 
-Point = tuple[float, float]  # (rung score, predicted tokens/s), both maximized
+__all__ = ["SIGNALS", "competitors", "is_promoted", "promotion_order", "signal_value"]
 
-
-def pareto_ranks(points: Sequence[Point]) -> list[int]:
-    """Non-dominated sorting: 0 for the first front, 1 for the next, ...; maximize both."""
-    remaining = set(range(len(points)))
-    ranks = [0] * len(points)
-    front = 0
-    while remaining:
-        current = [i for i in remaining
-                   if not any(_dominates(points[j], points[i]) for j in remaining if j != i)]
-        for i in current:
-            ranks[i] = front
-        remaining -= set(current)
-        front += 1
-    return ranks
+SIGNALS = ("kl", "build_kl", "accuracy", "objective")
 
 
-def _dominates(a: Point, b: Point) -> bool:
-    return a[0] >= b[0] and a[1] >= b[1] and (a[0] > b[0] or a[1] > b[1])
+def signal_value(record: TrialRecord, rung: int, signal: str) -> float | None:
+    """The promotion value of ``record`` at ``rung`` (higher is better; None: not scored)."""
+    if signal not in SIGNALS:
+        raise ValueError(f"unknown promotion signal {signal!r}; choose one of {SIGNALS}")
+    if len(record.rung_signals) <= rung:
+        return None
+    if signal == "build_kl":
+        return None if record.build_kl is None else -record.build_kl
+    value = record.rung_signals[rung].get(signal)
+    if value is None or not math.isfinite(value):
+        return None
+    return -value if signal == "kl" else float(value)
 
 
-def promotion_order(points: Sequence[Point]) -> list[int]:
-    """Indices of ``points`` from most to least deserving of promotion."""
-    ranks = pareto_ranks(points)
-    return sorted(range(len(points)), key=lambda i: (ranks[i], -points[i][0], -points[i][1], i))
+def promotion_order(values: Sequence[float]) -> list[int]:
+    """Indices from most to least deserving (ties: the earlier index first)."""
+    return sorted(range(len(values)), key=lambda i: (-values[i], i))
 
 
-def is_promoted(mine: Point, others: Sequence[Point], rate: float) -> bool:
+def is_promoted(mine: float, others: Sequence[float], rate: float) -> bool:
     """Whether ``mine`` is among the best ``rate`` share of itself plus ``others``.
 
-    Ties go to the trial already scored (``others`` come first in the order).
+    Ties go to the trials already scored (``others`` come first in the order).
     """
-    points = list(others) + [mine]
-    slots = max(1, math.floor(len(points) * rate + 1e-9))
-    return len(points) - 1 in promotion_order(points)[:slots]
+    values = list(others) + [mine]
+    slots = max(1, math.floor(len(values) * rate + 1e-9))
+    return len(values) - 1 in promotion_order(values)[:slots]
 
 
-def competitors(trials, rung: int, exclude_number: int) -> list[Point]:
-    """(score, predicted tokens/s) at ``rung`` of every finished or running trial.
+def competitors(trials, rung: int, exclude_number: int, signal: str,
+                speed_bin: int | None) -> list[float]:
+    """Signal values at ``rung`` of every finished or running trial of the same speed bin.
 
     ``trials`` are FrozenTrials; FAIL trials do not compete (their scores may be from a
-    killed attempt that is retried under a new number).
+    killed attempt that is retried under a new number), nor do repeats of an arch.
     """
-    from optuna.trial import TrialState
-
     out = []
     for t in trials:
-        if t.number == exclude_number or t.state not in (TrialState.COMPLETE, TrialState.RUNNING):
+        if t.number == exclude_number or t.state.name not in ("COMPLETE", "RUNNING"):
             continue
-        scores = t.user_attrs.get("rung_scores") or []
-        if len(scores) > rung and scores[rung] is not None:
-            out.append((float(scores[rung]), float(t.user_attrs["predicted_tokens_per_s"])))
+        record = TrialRecord.from_trial(t)
+        if record.duplicate_of is not None:
+            continue
+        if speed_bin is not None and record.speed_bin != speed_bin:
+            continue
+        value = signal_value(record, rung, signal)
+        if value is not None:
+            out.append(value)
     return out

@@ -1,45 +1,56 @@
-"""One trial: arch -> predicted speed -> (if it meets the budget) build, KD per rung, score.
+"""One trial: arch -> predicted speed -> build, KD per rung, score (feasible archs only).
 
-    objective = make_objective(pipeline, grid, space, budget_tokens_per_s, candidates_dir)
+    objective = make_objective(pipeline, grid, space, budget_tokens_per_s, candidates_dir,
+                               feasible=feasible_set(...), progress=print)
     study.optimize(objective, n_trials=1, catch=(Exception,))
 
-Trial attributes follow the search <-> report contract (see plsearch/search/__init__.py).
-An arch that misses the budget is never built: the trial completes at once with
-``feasible=False``, accuracy 0 and its positive ``constraint``, which the sampler's
-constraints_func reads. A candidate that fails (out of memory, NaN loss, any error) raises
-out of the objective after recording ``fail_reason``; ``optimize(catch=...)`` turns it into
-a FAIL trial and the search goes on.
+The search's sampler (proposals.FeasibleSampler) proposes only archs that meet the budget.
+An arch that misses it anyway (a hand-enqueued trial, a FixedTrial) is never built and
+never scored: the trial records ``feasible=False`` and is pruned, so no sampler ever sees a
+made-up accuracy. A candidate that fails (out of memory, NaN loss, any error) raises out of
+the objective after recording ``fail_reason``; ``optimize(catch=...)`` turns it into a FAIL
+trial and the search goes on.
 
-The objective talks to models only through a ``Pipeline`` (pipeline.py builds the real
-one), so the ladder and the attribute bookkeeping are tested with a fake in a blink.
+A trial's work is three plain steps, ``build`` -> ``retrain`` -> ``score`` (per rung), all
+through a ``Pipeline`` (pipeline.py builds the real one), so the ladder and the record are
+tested with a fake in a blink, and a distributed pipeline can stand in for the real one.
+Everything a trial stores is one ``TrialRecord`` (record.py).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from plsearch.arch import ArchConfig
-from plsearch.search.ladder import competitors, is_promoted
+from plsearch.search.ladder import competitors, is_promoted, signal_value
+from plsearch.search.record import TrialRecord, write_record
+from plsearch.search.scoring import objective_value
 from plsearch.search.space import Rung, SearchGrid, SearchSpace
 
-__all__ = ["Pipeline", "RungScore", "built_count", "make_objective", "objective_value"]
+__all__ = ["BAND_WIDTH", "Pipeline", "RetrainResult", "RungScore", "built_count",
+           "make_objective"]
 
 logger = logging.getLogger(__name__)
+
+BAND_WIDTH = 0.15  # the budget band: feasible archs at most 15% above the budget
 
 
 @dataclass(frozen=True)
 class RungScore:
     """What scoring a candidate at one rung gave."""
 
-    scores: dict[str, dict[str, float]]  # {task: {metric: value}}
+    scores: dict[str, dict[str, float]]  # {task: {metric: value, metric_stderr, samples}}
     accuracy: float  # weighted task score
     perplexity: float  # held-out token perplexity
     seconds: float = 0.0
+    accuracy_stderr: float | None = None  # propagated from the tasks' stderr
+    kl: float | None = None  # held-out KL(parent || candidate), nats per token
+    kl_stderr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,9 @@ class RetrainResult:
     curve: list[list[float]]  # [step, tokens, kd_loss, ce_loss, lr], steps counted from 0
     tokens: int
     seconds: float
+
+
+Progress = Callable[[str], None]
 
 
 class Pipeline(Protocol):
@@ -60,46 +74,29 @@ class Pipeline(Protocol):
 
     def build(self, arch: ArchConfig) -> Any: ...  # a candidate model
 
-    def retrain(self, model: Any, start_step: int, end_step: int) -> RetrainResult: ...
+    def heldout_kl(self, model: Any) -> tuple[float, float]: ...  # (KL, stderr) to the parent
 
-    def score(self, model: Any, rung: Rung) -> RungScore: ...
+    def retrain(self, model: Any, start_step: int, end_step: int,
+                on_step: Callable[[int], None] | None = None) -> RetrainResult: ...
+
+    def score(self, model: Any, rung: Rung,
+              on_task: Callable[[str], None] | None = None) -> RungScore: ...
 
     def save(self, model: Any, out_dir: Path, meta: dict) -> Path: ...
 
     def release(self, model: Any) -> None: ...
 
 
-def objective_value(accuracy: float, perplexity: float, perplexity_weight: float) -> float:
-    """The accuracy objective: the weighted task score, ln(perplexity) breaking ties."""
-    if perplexity_weight and math.isfinite(perplexity) and perplexity > 0:
-        return accuracy - perplexity_weight * math.log(perplexity)
-    return accuracy
-
-
-@dataclass
-class _TrialRecord:
-    """The user attributes of one trial, written to the study as they become known."""
-
-    trial: Any
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    def set(self, **values: Any) -> None:
-        for key, value in values.items():
-            self.attrs[key] = value
-            self.trial.set_user_attr(key, value)
-
-
-def _evaluated_twin(trial, arch: ArchConfig):
+def _evaluated_twin(trial, arch: ArchConfig, recipe: str):
     """A COMPLETE, built, original trial of the same arch (None without a study)."""
     if not hasattr(trial, "study"):
         return None
     from optuna.trial import TrialState
 
-    wanted = arch.to_dict()
     for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        a = other.user_attrs
-        if (a.get("arch") == wanted and a.get("feasible") and "duplicate_of" not in a
-                and a.get("recipe") == trial.user_attrs.get("recipe")):
+        r = TrialRecord.from_trial(other)
+        if r.arch == arch and r.feasible and r.built and r.duplicate_of is None \
+                and r.recipe == recipe:
             return other
     return None
 
@@ -107,18 +104,16 @@ def _evaluated_twin(trial, arch: ArchConfig):
 def built_count(trials) -> int:
     """Candidates built so far (or being built): feasible, not a repeat of an evaluated arch,
     not lost to a dead worker, not a surplus trial."""
-    from optuna.trial import TrialState
-
     from plsearch.search.study import dead_trials
 
     dead = dead_trials(trials)
     n = 0
     for t in trials:
-        a = t.user_attrs
-        if not a.get("feasible") or "duplicate_of" in a or a.get("surplus"):
+        r = TrialRecord.from_trial(t)
+        if not r.feasible or r.duplicate_of is not None or r.surplus:
             continue
-        if t.state in (TrialState.COMPLETE, TrialState.RUNNING) or (
-                t.state == TrialState.FAIL and t.number not in dead):
+        if t.state.name in ("COMPLETE", "RUNNING") or (
+                t.state.name == "FAIL" and t.number not in dead):
             n += 1
     return n
 
@@ -139,112 +134,178 @@ def _surplus(trial, max_built: int | None, wait_s: float = 30.0) -> bool:
     while True:
         earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
         undecided = [t for t in earlier
-                     if t.state == TrialState.RUNNING and "feasible" not in t.user_attrs]
+                     if t.state == TrialState.RUNNING and TrialRecord.from_trial(t).feasible is None]
         if not undecided or time.monotonic() > deadline:
             return built_count(earlier) >= max_built
         time.sleep(0.2)
 
 
+def _band_top_missing(trial, need: float, last: int) -> bool:
+    """True when no other trial of the budget band has reached the top rung."""
+    if not hasattr(trial, "study"):
+        return False
+    for t in trial.study.get_trials(deepcopy=False):
+        if t.number == trial.number or t.state.name not in ("COMPLETE", "RUNNING"):
+            continue
+        r = TrialRecord.from_trial(t)
+        if (r.duplicate_of is None and r.rung == last and r.predicted_tokens_per_s is not None
+                and r.predicted_tokens_per_s <= need * (1 + BAND_WIDTH)):
+            return False
+    return True
+
+
 def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
                    budget_tokens_per_s: float, candidates_dir: Path,
-                   candidate_meta: dict | None = None, max_built: int | None = None):
+                   candidate_meta: dict | None = None, max_built: int | None = None,
+                   feasible=None, progress: Progress | None = None,
+                   screen: Callable[[ArchConfig], float | None] | None = None):
     """The Optuna objective: trial -> (accuracy objective, predicted tokens/s).
 
-    With ``max_built``, a feasible trial that finds that many candidates already built or
-    being built by earlier trials (another worker won the race for the last one) is not
-    built: it records ``surplus`` and is pruned.
+    ``feasible`` (proposals.FeasibleSet) defines the speed bins of the ladder; it is
+    computed from the grid when not given. ``progress(message)`` hears every stage of a
+    trial (build, each KD step, each task). ``screen(arch)`` measures an arch's tokens/s
+    before it is built (random weights through the device profile's engine; None when it
+    does not measure, e.g. far from the budget): an arch measured below the budget is
+    recorded infeasible with that speed and pruned, never built. With ``max_built``, a
+    feasible trial that finds
+    that many candidates already built or being built by earlier trials (another worker won
+    the race for the last one) is not built: it records ``surplus`` and is pruned.
     """
     import optuna
 
+    from plsearch.search.proposals import feasible_set
+
     rungs = space.ladder.rungs
     last = len(rungs) - 1
-    weight = space.objective.perplexity_weight
+    ladder = space.ladder
+    need = budget_tokens_per_s
+    if feasible is None:
+        feasible = feasible_set(grid, pipeline.predict, need, pipeline.num_params)
+    say = progress or (lambda message: None)
 
     def objective(trial) -> tuple[float, float]:
         start = time.perf_counter()
         arch = grid.suggest(trial)
         predicted = float(pipeline.predict(arch))
-        constraint = budget_tokens_per_s - predicted
-        record = _TrialRecord(trial)
-        # Every attribute is (re)written here: a retried trial starts clean.
-        record.set(arch=arch.to_dict(), params=int(pipeline.num_params(arch)),
-                   predicted_tokens_per_s=predicted, constraint=constraint,
-                   feasible=constraint <= 0, recipe=pipeline.recipe, rung=-1,
-                   rungs_total=len(rungs), rung_scores=[])
-        if constraint > 0:
-            logger.info("trial %d: %s predicts %.0f tokens/s < budget %.0f; not built",
-                        trial.number, arch, predicted, budget_tokens_per_s)
-            record.set(seconds={"build": 0.0, "kd": 0.0, "eval": 0.0,
-                                "total": time.perf_counter() - start})
-            return 0.0, predicted
+        written: dict[str, Any] = {}
+        record = TrialRecord(
+            arch=arch, params=int(pipeline.num_params(arch)), recipe=pipeline.recipe,
+            predicted_tokens_per_s=predicted, constraint=need - predicted,
+            feasible=predicted >= need, rungs_total=len(rungs),
+            speed_bin=feasible.speed_bin(predicted, ladder.speed_bins))
 
-        twin = _evaluated_twin(trial, arch)
-        if twin is not None:  # samplers re-propose arches of small grids: reuse, not rebuild
-            copied = {k: v for k, v in twin.user_attrs.items()
-                      if k not in record.attrs and k != "seconds"}
-            record.set(**copied, duplicate_of=twin.number,
-                       seconds={"build": 0.0, "kd": 0.0, "eval": 0.0,
-                                "total": time.perf_counter() - start})
+        def save(**changes: Any) -> None:
+            nonlocal record
+            record = record.replace(**changes)
+            write_record(trial, record, written)
+
+        def took() -> dict[str, float]:
+            return {**seconds, "total": time.perf_counter() - start}
+
+        seconds = {"build": 0.0, "kd": 0.0, "eval": 0.0}
+        save(seconds=took())  # every attribute is (re)written here: a retried trial starts clean
+        if not record.feasible:
+            logger.warning("trial %d: %s predicts %.0f tokens/s < budget %.0f; not built",
+                           trial.number, arch, predicted, need)
+            raise optuna.TrialPruned("misses the budget: not built, not scored")
+        screened = screen(arch) if screen is not None else None
+        if screened is not None:
+            save(screened_tokens_per_s=float(screened))
+            if screened < need:
+                save(feasible=False, constraint=need - float(screened), seconds=took())
+                logger.warning("trial %d: %s measured %.0f tokens/s < budget %.0f before the "
+                               "build; not built", trial.number, arch, screened, need)
+                raise optuna.TrialPruned("measured below the budget: not built, not scored")
+
+        twin = _evaluated_twin(trial, arch, pipeline.recipe)
+        if twin is not None:  # another worker raced to the same arch: reuse, not rebuild
+            theirs = TrialRecord.from_trial(twin)
+            save(**{k: v for k, v in theirs.to_attrs().items() if k not in ("seconds", "arch")},
+                 arch=arch, duplicate_of=twin.number)
             logger.info("trial %d: %s was evaluated by trial %d; reusing its result",
                         trial.number, arch, twin.number)
             return twin.values[0], predicted
 
         if _surplus(trial, max_built):
-            record.set(surplus=True, seconds={"build": 0.0, "kd": 0.0, "eval": 0.0,
-                                              "total": time.perf_counter() - start})
+            save(surplus=True)
             logger.info("trial %d: %d candidates are already built; not built", trial.number,
                         max_built)
             raise optuna.TrialPruned("enough candidates")
 
-        seconds = {"build": 0.0, "kd": 0.0, "eval": 0.0}
+        label = f"trial {trial.number} ({arch})"
         model = None
         try:
+            say(f"{label}: building")
             t0 = time.perf_counter()
             model = pipeline.build(arch)
+            build_kl, _ = pipeline.heldout_kl(model)
             seconds["build"] = time.perf_counter() - t0
+            save(build_kl=build_kl, seconds=took())
             curve: list[list[float]] = []
-            steps, tokens, rung_scores = 0, 0, []
+            steps, tokens = 0, 0
             for r, rung in enumerate(rungs):
-                kd = pipeline.retrain(model, steps, rung.kd_steps)
+                begin = steps
+
+                def on_step(k: int, begin=begin, end=rung.kd_steps, r=r) -> None:
+                    say(f"{label}: rung {r + 1}/{len(rungs)}, KD step {begin + k} of {end}")
+
+                kd = pipeline.retrain(model, steps, rung.kd_steps, on_step)
                 curve += [[row[0] + steps, row[1] + tokens, *row[2:]] for row in kd.curve]
                 steps, tokens = rung.kd_steps, tokens + kd.tokens
                 seconds["kd"] += kd.seconds
-                scored = pipeline.score(model, rung)
+
+                def on_task(what: str, r=r, rung=rung) -> None:
+                    items = (f", {rung.limit} items each"
+                             if rung.limit and not what.startswith("held-out") else "")
+                    say(f"{label}: rung {r + 1}/{len(rungs)}, evaluating {what}{items}")
+
+                scored = pipeline.score(model, rung, on_task)
                 seconds["eval"] += scored.seconds
-                value = objective_value(scored.accuracy, scored.perplexity, weight)
-                rung_scores.append(value)
-                record.set(rung=r, rung_scores=rung_scores, kd_steps=steps, kd_tokens=tokens,
-                           kd_curve=curve, scores=scored.scores, accuracy=scored.accuracy,
-                           perplexity=scored.perplexity,
-                           seconds={**seconds, "total": time.perf_counter() - start})
+                value, value_se = objective_value(scored.accuracy, scored.accuracy_stderr,
+                                                  scored.kl, scored.kl_stderr,
+                                                  space.objective.kl_weight)
+                save(rung=r, rung_scores=(*record.rung_scores, value),
+                     rung_signals=(*record.rung_signals, {"objective": value,
+                                                          "accuracy": scored.accuracy,
+                                                          "kl": scored.kl}),
+                     kd_steps=steps, kd_tokens=tokens, kd_curve=tuple(map(tuple, curve)),
+                     scores=scored.scores, accuracy=scored.accuracy,
+                     accuracy_stderr=scored.accuracy_stderr, objective=value,
+                     objective_stderr=value_se, kl=scored.kl, kl_stderr=scored.kl_stderr,
+                     perplexity=scored.perplexity, seconds=took())
                 if r == last:
                     break
-                others = competitors(trial.study.get_trials(deepcopy=False), r, trial.number) \
+                mine = signal_value(record, r, ladder.signal)
+                others = competitors(trial.study.get_trials(deepcopy=False), r, trial.number,
+                                     ladder.signal, record.speed_bin) \
                     if hasattr(trial, "study") else []
-                if not is_promoted((value, predicted), others, space.ladder.promotion_rate):
-                    logger.info("trial %d stops at rung %d (score %.4f)", trial.number, r, value)
+                in_band = predicted <= need * (1 + BAND_WIDTH)
+                if in_band and _band_top_missing(trial, need, last):
+                    logger.info("trial %d climbs: first of the budget band", trial.number)
+                elif mine is None or not is_promoted(mine, others, ladder.promotion_rate):
+                    logger.info("trial %d stops at rung %d (%s %s, bin %s)", trial.number, r,
+                                ladder.signal, mine, record.speed_bin)
                     break
-            if record.attrs["rung"] == last:
+            if record.rung == last:
                 meta = {**(candidate_meta or {}), "trial": trial.number,
                         "arch": arch.to_dict(), "recipe": pipeline.recipe,
-                        "kd_steps": steps, "kd_tokens": tokens,
-                        "scores": record.attrs["scores"],
-                        "accuracy": record.attrs["accuracy"],
-                        "perplexity": record.attrs["perplexity"],
-                        "predicted_tokens_per_s": predicted}
+                        "kd_steps": steps, "kd_tokens": tokens, "scores": record.scores,
+                        "accuracy": record.accuracy, "accuracy_stderr": record.accuracy_stderr,
+                        "objective": record.objective,
+                        "objective_stderr": record.objective_stderr, "kl": record.kl,
+                        "perplexity": record.perplexity, "predicted_tokens_per_s": predicted}
+                say(f"{label}: saving")
                 out = pipeline.save(model, Path(candidates_dir) / f"trial-{trial.number:04d}", meta)
-                record.set(candidate_dir=str(Path(out).resolve()))
+                save(candidate_dir=str(Path(out).resolve()))
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".strip()
-            record.set(fail_reason=reason[:2000],
-                       seconds={**seconds, "total": time.perf_counter() - start})
+            save(fail_reason=reason[:2000], seconds=took())
             logger.warning("trial %d (%s) failed: %s", trial.number, arch, reason)
             raise
         finally:
             if model is not None:
                 pipeline.release(model)
-        seconds["total"] = time.perf_counter() - start
-        record.set(seconds=seconds)
-        return rung_scores[-1], predicted
+        save(seconds=took())
+        return record.rung_scores[-1], predicted
 
     return objective

@@ -16,6 +16,7 @@ import gc
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -101,7 +102,13 @@ class RealPipeline:
         return distributed.shard_model(model, self.device,  # .to(device) in one process
                                        param_dtype=_gather_dtype(self.device))
 
-    def retrain(self, model, start_step: int, end_step: int) -> RetrainResult:
+    def heldout_kl(self, model) -> tuple[float, float]:
+        """(KL(parent || model), its stderr) over the held-out windows, nats per token."""
+        kl, kl_se, _ = self.heldout_fit(model)
+        return kl, kl_se
+
+    def retrain(self, model, start_step: int, end_step: int,
+                on_step: Callable[[int], None] | None = None) -> RetrainResult:
         from plsearch.distill import KDConfig, kd_retrain
 
         kd = self.space.kd
@@ -115,28 +122,43 @@ class RealPipeline:
             row = ((start_step + i) * batch) % len(windows)
             return windows[row : row + batch]
 
-        result = kd_retrain(model, self.parent, batch_at, config, seed=self.seed + start_step)
+        step_hook = (lambda row: on_step(int(row["step"]))) if on_step else None
+        result = kd_retrain(model, self.parent, batch_at, config, seed=self.seed + start_step,
+                            on_step=step_hook)
         curve = [[r["step"], r["tokens"], r["kd_loss"], r["ce_loss"], r["lr"]]
                  for r in result.curve]
         return RetrainResult(curve=curve, tokens=result.tokens, seconds=result.seconds)
 
-    def score(self, model, rung: Rung) -> RungScore:
+    def score(self, model, rung: Rung,
+              on_task: Callable[[str], None] | None = None) -> RungScore:
+        """The objective's tasks (one lm-eval call: a call per task costs three times as
+        much on a small model), the weighted accuracy with its propagated stderr, and the
+        held-out KL and perplexity."""
         from plsearch.evaluate import evaluate
+        from plsearch.search.scoring import task_stderr, weighted_accuracy
 
         start = time.perf_counter()
         objective = self.space.objective
+        if on_task:
+            on_task(", ".join(objective.tasks))
         scores = evaluate(model, self.tokenizer, list(objective.tasks), limit=rung.limit,
                           seed=self.seed, progress=False)
-        missing = [t for t in objective.tasks
-                   if objective.metric not in scores.get(t, {})]
+        missing = [t for t in objective.tasks if objective.metric not in scores.get(t, {})]
         if missing:
             raise ConfigError(f"tasks {missing} report no {objective.metric!r} metric; set "
                               "objective.metric in the space file to one they report")
-        total = sum(objective.tasks.values())
-        accuracy = sum(w * scores[t][objective.metric] for t, w in objective.tasks.items()) / total
-        ppl = self.perplexity(model)
+        stderr_key = f"{objective.metric}_stderr"
+        for task in objective.tasks:  # lm-eval's stderr, else the binomial one, kept per task
+            se = task_stderr(scores[task], objective.metric)
+            if stderr_key not in scores[task] and se is not None:
+                scores[task][stderr_key] = se
+        accuracy, accuracy_se = weighted_accuracy(scores, objective.tasks, objective.metric)
+        if on_task:
+            on_task("held-out KL to the parent")
+        kl, kl_se, ppl = self.heldout_fit(model)
         return RungScore(scores=scores, accuracy=float(accuracy), perplexity=ppl,
-                         seconds=time.perf_counter() - start)
+                         seconds=time.perf_counter() - start, accuracy_stderr=accuracy_se,
+                         kl=kl, kl_stderr=kl_se)
 
     def save(self, model, out_dir: Path, meta: dict) -> Path:
         from plsearch.prune import save_candidate
@@ -157,23 +179,38 @@ class RealPipeline:
     # -- helpers
 
     @torch.inference_mode()
-    def perplexity(self, model) -> float:
-        """Token perplexity over the held-out windows (nan when there are none)."""
+    def heldout_fit(self, model) -> tuple[float, float, float]:
+        """(KL(parent || model), its stderr over windows, perplexity) on held-out windows.
+
+        One pass: the KL is distill.kd_loss (temperature 1) per window, the perplexity the
+        model's own next-token cross-entropy on the same logits (nan without windows)."""
+        from plsearch.distill import kd_loss
+
         if len(self.ppl_windows) == 0:
-            return float("nan")
+            return float("nan"), float("nan"), float("nan")
         was_training = model.training
         model.eval()
+        per_window: list[float] = []
         nll, count = 0.0, 0
         try:
             for batch in self.ppl_windows.split(8):
                 batch = batch.to(self.device)
-                logits = model(input_ids=batch[:, :-1]).logits.float()  # (B, T-1, V)
+                inputs = batch[:, :-1]
+                logits = model(input_ids=inputs).logits.float()  # (B, T-1, V)
+                if model is self.parent:
+                    teacher = logits
+                else:
+                    teacher = self.parent(input_ids=inputs).logits.float()
+                per_window += [float(kd_loss(logits[i], teacher[i])) for i in range(len(batch))]
                 nll += float(torch.nn.functional.cross_entropy(
                     logits.flatten(0, 1), batch[:, 1:].flatten(), reduction="sum"))
                 count += batch[:, 1:].numel()
         finally:
             model.train(was_training)
-        return math.exp(nll / count)
+        n = len(per_window)
+        mean = sum(per_window) / n
+        sd = math.sqrt(sum((v - mean) ** 2 for v in per_window) / (n - 1)) if n > 1 else 0.0
+        return mean, sd / math.sqrt(n), math.exp(nll / count)
 
     def parent_score(self) -> RungScore:
         """The parent's own scores at the last rung's settings (the report's reference)."""

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -32,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from plsearch import atomic, distributed
 from plsearch.errors import ConfigError
 from plsearch.search.objective import built_count
+from plsearch.search.record import TrialRecord
 from plsearch.search.study import warnings_silenced
 
 __all__ = [
@@ -112,6 +114,7 @@ class SearchPlan:
     parent_tokens_per_s: float
     need: float  # the budget in tokens/s
     fastest: tuple[float, Any]  # (tokens/s, arch) of the fastest arch in the grid
+    feasible: Any = None  # proposals.FeasibleSet: the archs that meet the budget
 
 
 def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
@@ -121,6 +124,7 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
     from plsearch.models import read_config, resolve_model_dir
     from plsearch.search.budget import check_reachable, parse_budget
     from plsearch.search.pipeline import load_latency
+    from plsearch.search.proposals import feasible_set
     from plsearch.search.space import load_space
     from plsearch.search.study import SAMPLERS
 
@@ -148,25 +152,35 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
     need = budget.tokens_per_s(parent_tps)
     best_tps, best_arch = fastest_arch(grid, predict, seed=opts.seed)
     check_reachable(budget, need, best_tps, best_arch, parent_tps)
+    traits = family.traits(config)
+    feasible = feasible_set(grid, predict, need, lambda arch: arch.num_params(traits),
+                            seed=opts.seed)
+    if not feasible.archs:  # a huge grid whose sample missed the few feasible archs
+        feasible = dataclasses.replace(feasible, archs=(best_arch,), tokens_per_s=(best_tps,),
+                                       params=(best_arch.num_params(traits),))
     return SearchPlan(budget=budget, space=space, profile=profile, model_dir=model_dir,
-                      parent_arch=parent_arch, parent_params=parent_arch.num_params(
-                          family.traits(config)), grid=grid, latency=latency,
-                      parent_tokens_per_s=parent_tps, need=need, fastest=(best_tps, best_arch))
+                      parent_arch=parent_arch, parent_params=parent_arch.num_params(traits),
+                      grid=grid, latency=latency, parent_tokens_per_s=parent_tps, need=need,
+                      fastest=(best_tps, best_arch), feasible=feasible)
 
 
 def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | None = None,
                on_stage: Callable[[str], None] | None = None, *, latency=None,
-               pipeline_factory: Callable | None = None) -> SearchSummary | None:
+               pipeline_factory: Callable | None = None,
+               on_progress: Callable[[str], None] | None = None) -> SearchSummary | None:
     """Run (or resume, or join) a search; see the module docstring for the steps.
 
     ``on_trial(frozen_trial)`` is called after every trial, ``on_stage(message)`` at each
-    step. ``latency`` and ``pipeline_factory`` replace the device's latency table and the
+    step, ``on_progress(message)`` during a trial (its stage: build, KD step k of n, the
+    task being evaluated; and the search's ETA), at most every few seconds.
+    ``latency`` and ``pipeline_factory`` replace the device's latency table and the
     model pipeline (tests and benches use fast fakes; see plsearch/search/testing.py).
     Under torchrun, ranks > 0 only mirror rank 0's model calls and return None.
     """
     from plsearch.search import study as st
     from plsearch.search.objective import make_objective
     from plsearch.search.pipeline import load_pipeline
+    from plsearch.search.proposals import FeasibleSampler
 
     stage = on_stage or (lambda message: None)
     started = time.perf_counter()
@@ -187,7 +201,14 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         artifacts.mkdir(parents=True, exist_ok=True)
         # 2. the study
         stage(f"study {name} in {st._redact(url)}")
-        sampler = st.make_sampler(opts.sampler, opts.seed, opts.trials)
+        stage(f"budget {plan.budget.spec} = {plan.need:,.0f} tokens/s predicted (parent "
+              f"{plan.parent_tokens_per_s:,.0f}): {plan.feasible.describe()}")
+        first = tuple(plan.feasible.band()[:plan.space.ladder.band_first])
+        sampler = FeasibleSampler(st.make_sampler(opts.sampler, opts.seed, opts.trials),
+                                  plan.grid, plan.feasible, seed=opts.seed, first=first)
+        if first:
+            stage(f"proposed first: the {len(first)} largest archs of the budget band "
+                  f"({'; '.join(str(a) for a in first)})")
         study = st.open_study(url, name, sampler, opts.heartbeat_interval, opts.grace_period)
         attrs = _record_study(study, plan, opts, name, run_dir, artifacts)
         recovered = [] if st.is_shared(url) else st.recover_stale_trials(study)
@@ -202,9 +223,13 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
             stage("scoring the parent")
             parent_score = pipeline.parent_score()
             study.set_user_attr("parent_accuracy", parent_score.accuracy)
+            study.set_user_attr("parent_accuracy_stderr", parent_score.accuracy_stderr)
             study.set_user_attr("parent_perplexity", parent_score.perplexity)
             study.set_user_attr("parent_scores", parent_score.scores)
+        eta = _Eta(study, opts.trials, on_progress)
         objective = make_objective(pipeline, plan.grid, plan.space, plan.need, artifacts,
+                                   feasible=plan.feasible, progress=eta.say,
+                                   screen=_screener(plan, study),
                                    candidate_meta={
             "parent": attrs["parent"], "parent_arch": plan.parent_arch.to_dict(),
             "study": name, "device_profile": plan.profile.name,
@@ -215,6 +240,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         # 4. trials
         stage(f"searching: {opts.trials} candidates, budget {plan.budget.spec} = "
               f"{plan.need:,.0f} tokens/s predicted (parent {plan.parent_tokens_per_s:,.0f})")
+        eta.start()
         _optimize(study, objective, opts, on_trial)
         distributed.stop_followers(pipeline)
         distributed.shutdown()  # the rest (verification, outputs) is rank 0's alone
@@ -227,7 +253,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         study_name=name, storage=st._redact(url), url=url, run_dir=run_dir,
         budget_tokens_per_s=plan.need, parent_tokens_per_s=plan.parent_tokens_per_s,
         built=built_count(trials),
-        infeasible=sum(1 for t in trials if t.user_attrs.get("feasible") is False),
+        infeasible=sum(1 for t in trials if TrialRecord.from_trial(t).feasible is False),
         failed=sum(1 for t in trials if t.state == TrialState.FAIL), front=front,
         verification=verification, recovered=recovered,
         seconds=time.perf_counter() - started)
@@ -287,6 +313,10 @@ def _finish(study, plan: SearchPlan, opts: SearchOptions, name: str, url: str, r
         verification = {"skipped": f"the {plan.profile.kind} device is not on this machine"}
     front = [t.number for t in pareto_front(study)]
     study.set_user_attr("pareto_front", front)
+    refinement = _refinement(study)
+    if refinement is not None:
+        study.set_user_attr("latency_refinement", refinement)
+        verification = {**verification, "refinement": refinement}
     write_trials_csv(study, run_dir / "trials.csv")
     best_tps, best_arch = plan.fastest
     _write_json(run_dir / "run.json", {
@@ -330,12 +360,12 @@ def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial) -> 
         if opts.timeout is not None and time.monotonic() - start >= opts.timeout:
             logger.warning("timeout: no new trial after %.0f s", opts.timeout)
             break
-        infeasible = sum(1 for t in trials if t.user_attrs.get("feasible") is False)
-        if infeasible >= max_infeasible:
-            logger.warning("%d proposed arches missed the budget; stopping. Narrow the space "
-                           "toward faster shapes or relax the budget", infeasible)
+        records = [TrialRecord.from_trial(t) for t in trials]
+        infeasible = sum(1 for r in records if r.feasible is False)
+        if infeasible >= max_infeasible:  # only hand-queued trials can miss the budget
+            logger.warning("%d queued arches missed the budget; stopping", infeasible)
             break
-        repeats = sum(1 for t in trials if "duplicate_of" in t.user_attrs)
+        repeats = sum(1 for r in records if r.duplicate_of is not None)
         if repeats >= max_infeasible:
             logger.warning("the sampler re-proposed %d already evaluated arches; the space "
                            "looks exhausted, stopping", repeats)
@@ -374,41 +404,57 @@ def _remove_partial_candidates(artifacts: Path) -> None:
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One flat dict per trial: the columns of trials.csv."""
-    from plsearch.search.study import dead_trials, measured_tokens_per_s
+    """One flat dict per trial: the columns of trials.csv (scores with their 95% intervals)."""
+    from plsearch.search.study import dead_trials
 
     trials = study.get_trials(deepcopy=False)
     study_attrs, dead = study.user_attrs, dead_trials(trials)
     rows = []
     for t in trials:
-        a = t.user_attrs
-        arch = a.get("arch") or {}
+        r = TrialRecord.from_trial(t, study_attrs)
+        arch = r.arch.to_dict() if r.arch else {}
+        objective_ci = r.objective_interval or (None, None)
+        accuracy_ci = r.accuracy_interval or (None, None)
+        fail = r.fail_reason or (f"worker died; arch retried by trial {dead[t.number]}"
+                                 if t.number in dead else None)
+        if r.feasible is False:
+            fail = fail or "misses the budget: not built"
         rows.append({
             "number": t.number,
             "state": t.state.name,
-            "accuracy_objective": t.values[0] if t.values else None,
-            "predicted_tokens_per_s": a.get("predicted_tokens_per_s"),
-            "measured_tokens_per_s": measured_tokens_per_s(study_attrs, t),
-            "feasible": a.get("feasible"),
-            "constraint": a.get("constraint"),
-            "rung": a.get("rung"),
-            "rungs_total": a.get("rungs_total"),
-            "accuracy": a.get("accuracy"),
-            "perplexity": a.get("perplexity"),
-            "params": a.get("params"),
+            "objective": r.objective,
+            "objective_stderr": r.objective_stderr,
+            "objective_ci_low": objective_ci[0],
+            "objective_ci_high": objective_ci[1],
+            "accuracy": r.accuracy,
+            "accuracy_stderr": r.accuracy_stderr,
+            "accuracy_ci_low": accuracy_ci[0],
+            "accuracy_ci_high": accuracy_ci[1],
+            "kl": r.kl,
+            "kl_stderr": r.kl_stderr,
+            "build_kl": r.build_kl,
+            "perplexity": r.perplexity,
+            "predicted_tokens_per_s": r.predicted_tokens_per_s,
+            "measured_tokens_per_s": r.measured_tokens_per_s,
+            "dominated_by_measurement": r.dominated_by_measurement,
+            "feasible": r.feasible,
+            "speed_bin": r.speed_bin,
+            "rung": r.rung,
+            "rungs_total": r.rungs_total,
+            "params": r.params,
             **{k: arch.get(k) for k in ("num_hidden_layers", "hidden_size",
                                         "num_attention_heads", "num_key_value_heads",
                                         "intermediate_size")},
-            "recipe": a.get("recipe"),
-            "kd_steps": a.get("kd_steps"),
-            "kd_tokens": a.get("kd_tokens"),
-            "seconds_total": (a.get("seconds") or {}).get("total"),
-            "candidate_dir": a.get("candidate_dir"),
-            "fail_reason": a.get("fail_reason") or (
-                f"worker died; arch retried by trial {dead[t.number]}" if t.number in dead
-                else None),
-            "retry_of": t.system_attrs.get("failed_trial"),
-            "duplicate_of": a.get("duplicate_of"),
+            "recipe": r.recipe,
+            "kd_steps": r.kd_steps,
+            "kd_tokens": r.kd_tokens,
+            **{f"seconds_{k}": r.seconds.get(k) for k in ("build", "kd", "eval", "total")},
+            "candidate_dir": r.candidate_dir,
+            "fail_reason": fail,
+            "retry_of": r.retry_of,
+            "duplicate_of": r.duplicate_of,
+            **{f"{task}_{m}": v for task, metrics in r.scores.items()
+               for m, v in metrics.items() if m != "samples"},
         })
     return rows
 
@@ -422,3 +468,85 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     atomic.write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _screener(plan: SearchPlan, study: optuna.Study):
+    """Issue 13's pre-build check: near the budget, an arch is timed with random weights
+    through the profile's engine (plsearch.latency.screen) and the measurement decides.
+    Each measurement is a (predicted, measured) pair in the study's ``latency_pairs``; the
+    check's predictor is refined on them as they come (plsearch.latency.refine). None when
+    the device is not here or the latency is a stand-in (tests)."""
+    latency = plan.latency
+    if not getattr(latency, "local", False) or not hasattr(latency, "with_correction"):
+        return None
+    from plsearch.latency.refine import fit_correction
+    from plsearch.latency.screen import screen_arch
+    from plsearch.models import read_config
+
+    parent_config = read_config(plan.model_dir)
+    absorbed = plan.space.recipe == "pangu"  # pangu exports the absorbed model type
+    pairs = [tuple(p) for p in study.user_attrs.get("latency_pairs", [])]
+    state = {"latency": latency.with_correction(fit_correction(pairs)) if pairs else latency}
+
+    def screen(arch) -> float | None:
+        checked = screen_arch(arch, plan.need, state["latency"], plan.profile, parent_config,
+                              absorbed=absorbed)
+        if checked.pair is not None:
+            pairs.append(checked.pair)
+            study.set_user_attr("latency_pairs", [list(p) for p in pairs])
+            state["latency"] = latency.with_correction(fit_correction(pairs))
+        return checked.measured_tokens_per_s
+
+    return screen
+
+
+def _refinement(study: optuna.Study) -> dict[str, Any] | None:
+    """The predictor's error before and after the residual correction (leave-one-out), on
+    every whole-model measurement of the search: pre-build checks and verification."""
+    from plsearch.latency.refine import refinement_report
+    from plsearch.search.verify import fully_evaluated
+
+    pairs = [tuple(p) for p in study.user_attrs.get("latency_pairs", [])]
+    pairs += [(r.predicted_tokens_per_s, r.measured_tokens_per_s)
+              for r in fully_evaluated(study) if r.measured_tokens_per_s]
+    return refinement_report(pairs) if pairs else None
+
+
+class _Eta:
+    """Trial stages with the search's ETA, passed on at most every ``every`` seconds
+    (and at once when the stage changes: build, a new rung, a new task)."""
+
+    def __init__(self, study: optuna.Study, target: int,
+                 sink: Callable[[str], None] | None, every: float = 5.0):
+        self.study, self.target, self.sink, self.every = study, target, sink, every
+        self.started = time.monotonic()
+        self.done_before = 0
+        self.last_time, self.last_kind = 0.0, ""
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.done_before = built_count([t for t in self.study.get_trials(deepcopy=False)
+                                        if t.state != TrialState.RUNNING])
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left: the mean time per candidate built in this run, times those left."""
+        trials = self.study.get_trials(deepcopy=False)
+        finished = built_count([t for t in trials if t.state != TrialState.RUNNING])
+        done = finished - self.done_before
+        if done <= 0:
+            return None
+        per = (time.monotonic() - self.started) / done
+        return max(0.0, per * (self.target - finished))
+
+    def say(self, message: str) -> None:
+        if self.sink is None:
+            return
+        kind = re.sub(r"KD step \d+", "KD step", message)
+        now = time.monotonic()
+        if kind == self.last_kind and now - self.last_time < self.every:
+            return
+        self.last_time, self.last_kind = now, kind
+        eta = self.eta_seconds()
+        tail = (f"; search ETA ~{eta / 60:.1f} min" if eta is not None
+                else "; search ETA known after the first candidate")
+        self.sink(message + tail)

@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plsearch.arch import ArchConfig, align
+from plsearch.arch import ArchConfig, align_capped
 from plsearch.config import Alignment, _convert, configs_dir, read_yaml, shipped_yaml
+from plsearch.distill import KDConfig
 from plsearch.errors import ConfigError
+from plsearch.prune.recipe import RECIPE_NAMES
 
 __all__ = [
     "AXES",
@@ -61,7 +63,8 @@ _MULTIPLE_OF = {
     "intermediate_size": "ffn_multiple",
     "num_key_value_heads": "kv_heads_multiple",
 }
-_RECIPES = ("pangu", "minitron", "shortgpt")
+_RECIPES = RECIPE_NAMES
+_SIGNALS = ("kl", "build_kl", "accuracy", "objective")  # ladder.SIGNALS (no import cycle)
 
 
 @dataclass(frozen=True)
@@ -86,17 +89,22 @@ class Axis:
         return None
 
 
+_KD = KDConfig(steps=1)  # the KD defaults live in distill.KDConfig only
+
+
 @dataclass(frozen=True)
 class KDSettings:
-    """Retraining settings shared by every candidate (the budget is in the ladder)."""
+    """Retraining settings shared by every candidate (the budget is in the ladder).
+
+    The optimizer defaults are distill.KDConfig's; a space file overrides them."""
 
     batch_size: int = 4  # sequences per optimizer step
     seq_len: int = 128  # tokens per sequence (the built-in parent trained on 128)
-    lr: float = 1e-3
-    warmup_fraction: float = 0.1  # of each rung's steps (each rung is its own short schedule)
-    temperature: float = 1.0
-    ce_weight: float = 0.0  # share of plain next-token cross-entropy in the loss
-    grad_clip: float = 1.0
+    lr: float = _KD.lr
+    warmup_fraction: float = _KD.warmup_fraction  # of each rung's steps (own short schedule)
+    temperature: float = _KD.temperature
+    ce_weight: float = _KD.ce_weight  # share of plain next-token cross-entropy in the loss
+    grad_clip: float = _KD.grad_clip
     data: str = "builtin"  # token source: builtin, a .txt/.jsonl file, an offline HF dataset
 
 
@@ -113,19 +121,31 @@ class Ladder:
     """Successive halving over the KD budget: only the best fraction climbs a rung."""
 
     rungs: tuple[Rung, ...]
-    promotion_rate: float = 0.34  # share of the trials scored at a rung that climb to the next
+    promotion_rate: float = 0.34  # share of a speed bin's trials at a rung that climb on
+    # What promotion compares (ladder.py): kl, build_kl, accuracy or objective. kl is the
+    # held-out KL to the parent after the rung's KD; bench/fidelity.py measures which signal
+    # best predicts the top-rung objective (see configs/search/default.yaml).
+    signal: str = "kl"
+    # Candidates compete only with those of similar predicted speed: the feasible set is
+    # cut into this many bins of equal count (1: no bins).
+    speed_bins: int = 3
+    # Archs of the budget band (within 15% above the budget), largest first, queued before
+    # the sampler proposes anything: the most capable feasible shapes are built first.
+    band_first: int = 3
 
 
 @dataclass(frozen=True)
 class Objective:
-    """The accuracy objective: weighted mean of task scores, perplexity as tie-break."""
+    """The accuracy objective: weighted task score less a weighted held-out KL to the parent."""
 
     tasks: dict[str, float] = field(default_factory=dict)  # lm-eval task -> weight
     metric: str = "acc"  # the metric read from every task
-    # objective value = accuracy - perplexity_weight * ln(perplexity): a small weight only
-    # orders candidates whose accuracies tie (small task sets give many ties).
-    perplexity_weight: float = 1e-3
-    perplexity_windows: int = 16  # held-out windows of kd.seq_len for the perplexity (every rung)
+    # objective = accuracy - kl_weight * KL(parent || candidate) on held-out text (nats per
+    # token). The KL is continuous and has a far smaller standard error than a task score
+    # on a few dozen items, so it orders candidates the tasks cannot tell apart. The
+    # default's reason is in configs/search/default.yaml.
+    kl_weight: float = 0.05
+    perplexity_windows: int = 16  # held-out windows of kd.seq_len for the KL and perplexity
 
 
 @dataclass(frozen=True)
@@ -155,7 +175,7 @@ class SearchSpace:
             if too_big:
                 problems.append(f"axes.{name}: values {too_big} exceed the parent's {theirs}")
             multiple = getattr(alignment, _MULTIPLE_OF[name]) if name in _MULTIPLE_OF else 1
-            snapped = sorted({_snap(v, multiple, theirs) for v in axis.values if v <= theirs})
+            snapped = sorted({align_capped(v, multiple, theirs) for v in axis.values if v <= theirs})
             if not snapped:
                 problems.append(f"axes.{name}: no value fits the parent's {theirs}")
             values[name] = tuple(snapped)
@@ -246,14 +266,6 @@ class SearchGrid:
 
     def to_dict(self) -> dict[str, list[int]]:
         return {name: list(v) for name, v in self.values.items()}
-
-
-def _snap(value: int, multiple: int, cap: int) -> int:
-    """``value`` to the nearest multiple, never above ``cap`` (the parent's own value)."""
-    snapped = align(value, multiple, "nearest")
-    if snapped > cap:
-        snapped = align(cap, multiple, "down")
-    return min(snapped, cap)
 
 
 def _heads_for(kv: int, heads: tuple[int, ...], parent: ArchConfig) -> tuple[int, ...]:
@@ -349,9 +361,10 @@ def _parse_ladder(raw: Any, problems: list[str]) -> Ladder | None:
     if not isinstance(raw, dict):
         problems.append(f"ladder must be a mapping with rungs and promotion_rate, got {raw!r}")
         return None
-    unknown = sorted(set(raw) - {"rungs", "promotion_rate"})
+    keys = ("rungs", "promotion_rate", "signal", "speed_bins", "band_first")
+    unknown = sorted(set(raw) - set(keys))
     if unknown:
-        problems.append(f"unknown key(s) {unknown} in ladder (expected: rungs, promotion_rate)")
+        problems.append(f"unknown key(s) {unknown} in ladder (expected: {', '.join(keys)})")
     rungs_raw = raw.get("rungs")
     rungs = []
     if not isinstance(rungs_raw, list) or not rungs_raw:
@@ -368,9 +381,18 @@ def _parse_ladder(raw: Any, problems: list[str]) -> Ladder | None:
     rate = raw.get("promotion_rate", Ladder.promotion_rate)
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
         problems.append(f"ladder.promotion_rate must be a number in (0, 1], got {rate!r}")
+    signal = raw.get("signal", Ladder.signal)
+    if signal not in _SIGNALS:
+        problems.append(f"ladder.signal must be one of {', '.join(_SIGNALS)}, got {signal!r}")
+    counts = {}
+    for name, low in (("speed_bins", 1), ("band_first", 0)):
+        value = raw.get(name, getattr(Ladder, name))
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            problems.append(f"ladder.{name} must be an integer >= {low}, got {value!r}")
+        counts[name] = value
     if len(rungs) != len(rungs_raw or []) or problems:
         return None
-    return Ladder(rungs=tuple(rungs), promotion_rate=float(rate))
+    return Ladder(rungs=tuple(rungs), promotion_rate=float(rate), signal=signal, **counts)
 
 
 def _parse_objective(raw: Any, problems: list[str]) -> Objective | None:
@@ -394,16 +416,16 @@ def _parse_objective(raw: Any, problems: list[str]) -> Objective | None:
     metric = raw.get("metric", Objective.metric)
     if not isinstance(metric, str) or not metric:
         problems.append(f"objective.metric must be a metric name such as acc, got {metric!r}")
-    weight = raw.get("perplexity_weight", Objective.perplexity_weight)
+    weight = raw.get("kl_weight", Objective.kl_weight)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-        problems.append(f"objective.perplexity_weight must be a number >= 0, got {weight!r}")
+        problems.append(f"objective.kl_weight must be a number >= 0, got {weight!r}")
     docs = raw.get("perplexity_windows", Objective.perplexity_windows)
     if isinstance(docs, bool) or not isinstance(docs, int) or docs < 0:
         problems.append(f"objective.perplexity_windows must be an integer >= 0, got {docs!r}")
     if problems:
         return None
     return Objective(tasks={str(k): float(v) for k, v in tasks.items()}, metric=metric,
-                     perplexity_weight=float(weight), perplexity_windows=docs)
+                     kl_weight=float(weight), perplexity_windows=docs)
 
 
 def _convert_alone(cls: type, data: Any, where: str, problems: list[str]) -> Any:

@@ -46,6 +46,7 @@ __all__ = [
     "open_study",
     "record_measurement",
     "recover_stale_trials",
+    "redact_url",
     "requeue_trial",
     "run_lock",
     "storage_url",
@@ -138,14 +139,17 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True}
 
 
-def _redact(url: str) -> str:
-    """The URL without its password."""
+def redact_url(url: str) -> str:
+    """The URL without its password (the one redaction study, report and CLI use)."""
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+_redact = redact_url
 
 
 @contextlib.contextmanager

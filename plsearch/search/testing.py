@@ -111,20 +111,37 @@ class FakePipeline:
             raise RuntimeError(f"fake build failure for {arch}")
         return {"arch": arch, "steps": 0}
 
-    def retrain(self, model: dict, start_step: int, end_step: int) -> RetrainResult:
+    def heldout_kl(self, model: dict) -> tuple[float, float]:
+        """Falls with size and KD steps, like a real candidate's."""
+        size = math.log(self.num_params(model["arch"]))
+        return 40.0 / size / (1 + model["steps"]), 0.01
+
+    def retrain(self, model: dict, start_step: int, end_step: int,
+                on_step=None) -> RetrainResult:
         time.sleep(self.sleep)
         model["steps"] = end_step
         curve = [[i + 1, (i + 1) * 64, 1.0 / (start_step + i + 1), 2.0, 1e-3]
                  for i in range(end_step - start_step)]
+        for i in range(end_step - start_step):
+            if on_step:
+                on_step(i + 1)
         return RetrainResult(curve=curve, tokens=64 * (end_step - start_step), seconds=0.0)
 
-    def score(self, model: dict, rung: Rung) -> RungScore:
+    def score(self, model: dict, rung: Rung, on_task=None) -> RungScore:
         arch: ArchConfig = model["arch"]
         size = math.log(self.num_params(arch))
         accuracy = min(1.0, size / 20.0) * model["steps"] / (model["steps"] + 2)
-        scores = {task: {self.space.objective.metric: accuracy, "samples": rung.limit or 0}
-                  for task in self.space.objective.tasks}
-        return RungScore(scores=scores, accuracy=accuracy, perplexity=math.exp(5 - 2 * accuracy))
+        metric = self.space.objective.metric
+        scores = {}
+        for task in self.space.objective.tasks:
+            if on_task:
+                on_task(task)
+            scores[task] = {metric: accuracy, f"{metric}_stderr": 0.02,
+                            "samples": rung.limit or 0}
+        kl, kl_se = self.heldout_kl(model)
+        return RungScore(scores=scores, accuracy=accuracy, perplexity=math.exp(5 - 2 * accuracy),
+                         accuracy_stderr=0.02 / math.sqrt(len(scores) or 1), kl=kl,
+                         kl_stderr=kl_se)
 
     def save(self, model: dict, out_dir: Path, meta: dict) -> Path:
         out_dir = Path(out_dir)
@@ -136,7 +153,8 @@ class FakePipeline:
         return None
 
     def parent_score(self) -> RungScore:
-        return RungScore(scores={}, accuracy=0.9, perplexity=3.0)
+        return RungScore(scores={}, accuracy=0.9, perplexity=3.0, accuracy_stderr=0.01, kl=0.0,
+                         kl_stderr=0.0)
 
 
 def fake_pipeline(model_dir, space, profile, latency, *, seed=0, **_):

@@ -1,12 +1,15 @@
-"""Verification: measure the Pareto-front candidates end to end, next to their predictions.
+"""Verification: measure the front end to end; measured speed then decides the front.
 
-The front is taken over fully evaluated trials only (COMPLETE, feasible, top rung reached):
-(accuracy objective, predicted tokens/s), both maximized. Each front candidate is loaded
-from its saved folder and timed on the device profile's workload (greedy generation, the
-same harness as the profiler's whole-model rows); the parent is timed in the same run.
-Measured tokens/s goes into the study's ``measured_tokens_per_s/<trial number>`` user
-attribute (study.record_measurement) and the study's ``verification`` attribute holds the
-comparison.
+The front is taken over fully evaluated trials only (COMPLETE, feasible, top rung reached,
+not a repeat): (accuracy objective, tokens/s), both maximized, where tokens/s is the
+measured value wherever the candidate was measured and the predicted one elsewhere.
+``verify_front`` measures the front, recomputes it with the measurements, measures any
+candidate that joined it, and repeats until every front member is measured. A measured
+candidate left off the final front is *dominated by measurement*: the study's
+``dominated_by_measurement/<trial number>`` attribute says so (trials.csv and the report
+show it). Measured tokens/s goes into the study's ``measured_tokens_per_s/<trial number>``
+attribute (study.record_measurement), and the study's ``verification`` attribute holds the
+comparison with the predictions.
 """
 
 from __future__ import annotations
@@ -17,77 +20,93 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
 from plsearch.config import DeviceProfile
-from plsearch.search.ladder import pareto_ranks
+from plsearch.search.pareto import pareto_ranks
+from plsearch.search.record import DOMINATED_PREFIX, TrialRecord
 
 __all__ = ["fully_evaluated", "pareto_front", "verify_front"]
 
 logger = logging.getLogger(__name__)
 
 
-def fully_evaluated(study_or_trials) -> list[FrozenTrial]:
-    """COMPLETE feasible trials that reached the top rung (repeats of an arch left out)."""
-    trials = (study_or_trials.get_trials(deepcopy=False)
-              if isinstance(study_or_trials, optuna.Study) else study_or_trials)
-    out = []
-    for t in trials:
-        a = t.user_attrs
-        if (t.state == TrialState.COMPLETE and a.get("feasible") and "duplicate_of" not in a
-                and a.get("rung") is not None and a.get("rungs_total") is not None
-                and a["rung"] == a["rungs_total"] - 1):
-            out.append(t)
-    return out
+def _records(study_or_trials, study_attrs: dict[str, Any] | None) -> list[TrialRecord]:
+    if isinstance(study_or_trials, optuna.Study):
+        attrs = study_or_trials.user_attrs if study_attrs is None else study_attrs
+        trials = study_or_trials.get_trials(deepcopy=False)
+    else:
+        attrs, trials = study_attrs or {}, study_or_trials
+    return [TrialRecord.from_trial(t, attrs) for t in trials]
 
 
-def pareto_front(study_or_trials) -> list[FrozenTrial]:
-    """Non-dominated fully evaluated trials, fastest first."""
-    trials = fully_evaluated(study_or_trials)
-    points = [(t.values[0], t.user_attrs["predicted_tokens_per_s"]) for t in trials]
-    ranks = pareto_ranks(points)
-    front = [t for t, r in zip(trials, ranks) if r == 0]
-    return sorted(front, key=lambda t: -t.user_attrs["predicted_tokens_per_s"])
+def fully_evaluated(study_or_trials, study_attrs: dict[str, Any] | None = None
+                    ) -> list[TrialRecord]:
+    """Records of COMPLETE feasible trials that reached the top rung (repeats left out)."""
+    return [r for r in _records(study_or_trials, study_attrs) if r.fully_evaluated]
+
+
+def pareto_front(study_or_trials, study_attrs: dict[str, Any] | None = None
+                 ) -> list[TrialRecord]:
+    """Non-dominated fully evaluated trials on (objective, measured-else-predicted
+    tokens/s), fastest first."""
+    done = fully_evaluated(study_or_trials, study_attrs)
+    ranks = pareto_ranks([(r.objective, r.tokens_per_s) for r in done])
+    front = [r for r, rank in zip(done, ranks) if rank == 0]
+    return sorted(front, key=lambda r: -r.tokens_per_s)
 
 
 def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
-                 *, repeats: int = 5, seed: int = 0) -> dict[str, Any]:
-    """Measure the front (and the parent) on this machine; store and return the comparison.
+                 *, repeats: int = 5, seed: int = 0, measure=None) -> dict[str, Any]:
+    """Measure the front (and the parent) on this machine until measured speed decides it.
 
-    Candidates already measured (another worker verified them) are measured again only
-    when their value is missing.
+    ``measure(candidate_dir) -> tokens/s`` replaces loading and timing a saved candidate
+    (tests). Candidates already measured (another worker verified them) are not measured
+    again.
     """
-    from plsearch.latency.engine import measure_tokens_per_s  # the profile's engine
-    from plsearch.models import load_model
-    from plsearch.search.study import measured_tokens_per_s, record_measurement
+    from plsearch.search.study import record_measurement
 
-    rows = []
-    for trial in pareto_front(study):
-        a = trial.user_attrs
-        measured = measured_tokens_per_s(study.user_attrs, trial)
-        if measured is None:
-            folder = a.get("candidate_dir")
-            if not folder or not Path(folder).exists():
-                logger.warning("trial %d has no saved candidate (%s); not measured",
-                               trial.number, folder)
+    measure = measure or (lambda folder: _measure_folder(folder, profile, repeats, seed))
+    unmeasurable: set[int] = set()
+    for _ in range(len(study.get_trials(deepcopy=False)) + 1):
+        todo = [r for r in pareto_front(study) if r.measured_tokens_per_s is None
+                and r.number not in unmeasurable]
+        if not todo:
+            break
+        for r in todo:
+            if not r.candidate_dir or not Path(r.candidate_dir).exists():
+                logger.warning("trial %d has no saved candidate (%s); not measured", r.number,
+                               r.candidate_dir)
+                unmeasurable.add(r.number)
                 continue
-            model, _, _ = load_model(folder)
-            measured = measure_tokens_per_s(model, profile, repeats=repeats, seed=seed)
-            del model
-            record_measurement(study, trial.number, measured)
-        predicted = a["predicted_tokens_per_s"]
-        rows.append({"trial": trial.number, "predicted_tokens_per_s": predicted,
-                     "measured_tokens_per_s": measured, "error": predicted / measured - 1.0})
-    parent_measured = study.user_attrs.get("parent_measured_tokens_per_s")
+            record_measurement(study, r.number, measure(r.candidate_dir))
+    attrs = study.user_attrs
+    front = pareto_front(study, attrs)
+    on_front = {r.number for r in front}
+    for r in fully_evaluated(study, attrs):
+        if r.measured_tokens_per_s is None:
+            continue
+        dominated = r.number not in on_front
+        if dominated != r.dominated_by_measurement:
+            study.set_user_attr(f"{DOMINATED_PREFIX}{r.number}", dominated)
+        if dominated:
+            logger.info("trial %d is dominated once measured (%.0f tokens/s)", r.number,
+                        r.measured_tokens_per_s)
+
+    parent_measured = attrs.get("parent_measured_tokens_per_s")
     if parent_measured is None:
-        parent, _, _ = load_model(parent_dir)
-        parent_measured = measure_tokens_per_s(parent, profile, repeats=repeats, seed=seed)
-        del parent
+        parent_measured = measure(str(parent_dir))
         study.set_user_attr("parent_measured_tokens_per_s", parent_measured)
-    parent_predicted = study.user_attrs.get("parent_tokens_per_s")
+    rows = [{"trial": r.number, "predicted_tokens_per_s": r.predicted_tokens_per_s,
+             "measured_tokens_per_s": r.measured_tokens_per_s,
+             "error": r.predicted_tokens_per_s / r.measured_tokens_per_s - 1.0,
+             "on_front": r.number in on_front}
+            for r in fully_evaluated(study) if r.measured_tokens_per_s]
+    parent_predicted = attrs.get("parent_tokens_per_s")
     errors = [abs(r["error"]) for r in rows]
     summary = {
         "candidates": rows,
+        "front": [r.number for r in front],
+        "dominated_by_measurement": [r["trial"] for r in rows if not r["on_front"]],
         "parent": {"predicted_tokens_per_s": parent_predicted,
                    "measured_tokens_per_s": parent_measured,
                    "error": (parent_predicted / parent_measured - 1.0
@@ -97,3 +116,14 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     }
     study.set_user_attr("verification", summary)
     return summary
+
+
+def _measure_folder(folder: str, profile: DeviceProfile, repeats: int, seed: int) -> float:
+    from plsearch.latency.engine import measure_tokens_per_s  # the profile's engine
+    from plsearch.models import load_model
+
+    model, _, _ = load_model(folder)
+    try:
+        return measure_tokens_per_s(model, profile, repeats=repeats, seed=seed)
+    finally:
+        del model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import optuna
 import pytest
 from optuna.trial import FixedTrial
 
@@ -44,15 +45,16 @@ def _objective(tmp_path, budget_fraction_of_small: float, **kwargs):
     return objective, pipeline
 
 
-def test_infeasible_arch_is_never_built(tmp_path):
+def test_infeasible_arch_is_never_built_nor_scored(tmp_path):
+    """A hand-queued arch that misses the budget: pruned, with no value for any sampler."""
     objective, pipeline = _objective(tmp_path, 0.99)  # only shapes near the smallest pass
     trial = FixedTrial(LARGE)
-    accuracy, tokens_per_s = objective(trial)
+    with pytest.raises(optuna.TrialPruned, match="misses the budget"):
+        objective(trial)
     assert pipeline.built == []
-    assert accuracy == 0.0
     attrs = trial.user_attrs
     assert attrs["feasible"] is False and attrs["constraint"] > 0
-    assert attrs["rung"] == -1 and attrs["predicted_tokens_per_s"] == tokens_per_s
+    assert attrs["rung"] == -1 and "accuracy" not in attrs and "objective" not in attrs
     assert attrs["params"] == ArchConfig(**{**PARENT.to_dict(), **LARGE}).num_params(ArchTraits())
 
 
@@ -84,8 +86,6 @@ def test_failing_candidate_records_its_reason(tmp_path):
 
 
 def test_a_repeated_arch_reuses_the_evaluated_trial(tmp_path):
-    import optuna
-
     latency = FakeLatency()
     grid = SPACE.resolve(PARENT, Alignment())
     pipeline = CountingPipeline(SPACE, latency)
@@ -99,3 +99,18 @@ def test_a_repeated_arch_reuses_the_evaluated_trial(tmp_path):
     assert second.user_attrs["duplicate_of"] == first.number
     assert second.values == first.values
     assert second.user_attrs["accuracy"] == first.user_attrs["accuracy"]
+
+
+def test_an_arch_measured_below_the_budget_before_the_build_is_never_built(tmp_path):
+    latency = FakeLatency()
+    grid = SPACE.resolve(PARENT, Alignment())
+    pipeline = CountingPipeline(SPACE, latency)
+    need = 0.5 * latency.tokens_per_s(grid.arch(SMALL))  # predicted to meet it easily
+    objective = make_objective(pipeline, grid, SPACE, need, tmp_path / "c",
+                               screen=lambda arch: need * 0.9)  # but measured below it
+    trial = FixedTrial(SMALL)
+    with pytest.raises(optuna.TrialPruned, match="measured below the budget"):
+        objective(trial)
+    assert pipeline.built == []
+    assert trial.user_attrs["feasible"] is False
+    assert trial.user_attrs["screened_tokens_per_s"] == pytest.approx(need * 0.9)

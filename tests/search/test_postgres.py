@@ -140,7 +140,7 @@ def test_two_workers_share_one_study(postgres_url, tiny_dir, tmp_path):
 
     chosen = choose_trial(open_for_export(storage=postgres_url, study="pg-two"),
                           best_for="1.2x")
-    assert chosen.user_attrs["candidate_dir"]
+    assert chosen.candidate_dir
 
     # The same search on the default SQLite storage has the same structure.
     sqlite_out = tmp_path / "sqlite"

@@ -1,0 +1,71 @@
+"""Measured speed decides the front; export --best-for reads measured speeds."""
+
+from __future__ import annotations
+
+import optuna
+
+from plsearch.arch import ArchConfig
+from plsearch.search.export import choose_trial
+from plsearch.search.record import TrialRecord
+from plsearch.search.verify import pareto_front, verify_front
+
+ARCH = ArchConfig(num_hidden_layers=4, hidden_size=64, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16, intermediate_size=128, vocab_size=256,
+                  tie_word_embeddings=False)
+
+
+def _study(tmp_path, points):
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    study.set_user_attr("parent_tokens_per_s", 100.0)
+    for i, (objective, predicted) in enumerate(points):
+        folder = tmp_path / f"trial-{i}"
+        folder.mkdir()
+        record = TrialRecord(arch=ARCH.replace(num_hidden_layers=i + 1), feasible=True,
+                             predicted_tokens_per_s=predicted, rung=1, rungs_total=2,
+                             objective=objective, accuracy=objective, candidate_dir=str(folder))
+        study.add_trial(optuna.trial.create_trial(values=[objective, predicted],
+                                                  user_attrs=record.to_attrs()))
+    return study
+
+
+def test_a_candidate_that_joins_the_front_once_measured_is_measured_too(tmp_path):
+    # predicted: 0 (0.6, 200) and 1 (0.5, 300) are the front; 2 (0.55, 190) is dominated by 0
+    study = _study(tmp_path, [(0.6, 200.0), (0.5, 300.0), (0.55, 190.0)])
+    measured = {"trial-0": 150.0, "trial-1": 290.0, "trial-2": 180.0, "parent": 120.0}
+    calls = []
+
+    def measure(folder: str) -> float:
+        calls.append(folder.rsplit("/", 1)[-1])
+        return measured[calls[-1]]
+
+    (tmp_path / "parent").mkdir()
+    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent", measure=measure)
+    # trial 0 runs at 150 measured: trial 2 (0.55 at 190 predicted) is no longer dominated,
+    # so it is measured too (180), and stays on the front
+    assert calls == ["trial-1", "trial-0", "trial-2", "parent"]
+    assert [r.number for r in pareto_front(study)] == [1, 2, 0]  # fastest first
+    assert summary["dominated_by_measurement"] == []
+
+
+def test_a_candidate_dominated_by_measurement_leaves_the_front_and_is_marked(tmp_path):
+    study = _study(tmp_path, [(0.6, 200.0), (0.5, 300.0)])  # both on the predicted front
+    summary = verify_front(study, profile=None, parent_dir=tmp_path,
+                           measure=lambda folder: 100.0 if folder.endswith("trial-1") else 250.0)
+    records = [TrialRecord.from_trial(t, study.user_attrs) for t in study.get_trials()]
+    assert [r.number for r in pareto_front(study)] == [0]
+    assert records[1].dominated_by_measurement and not records[0].dominated_by_measurement
+    assert summary["dominated_by_measurement"] == [1]
+    from plsearch.search.run import trial_rows
+
+    rows = {row["number"]: row for row in trial_rows(study)}
+    assert rows[1]["dominated_by_measurement"] and rows[1]["measured_tokens_per_s"] == 100.0
+
+
+def test_best_for_uses_measured_speed(tmp_path):
+    study = _study(tmp_path, [(0.6, 160.0), (0.5, 300.0)])  # both predicted to meet 1.5x
+    study.set_user_attr("parent_measured_tokens_per_s", 100.0)
+    verify_front(study, profile=None, parent_dir=tmp_path,
+                 measure=lambda folder: 140.0 if folder.endswith("trial-0") else 280.0)
+    # trial 0 measured 1.4x the parent's measured speed: it misses 1.5x; trial 1 meets it
+    assert choose_trial(study, best_for="1.5x").number == 1
+    assert choose_trial(study, best_for="1.3x").number == 0
