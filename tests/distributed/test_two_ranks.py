@@ -97,7 +97,7 @@ def test_distill_cli_writes_once_and_a_dying_rank_leaves_no_output(tmp_path):
     teacher, student = _tiny_pair(tmp_path)
     out = tmp_path / "retrained"
     proc = _torchrun(ROOT / "plsearch" / "__main__.py", *_distill_args(teacher, student, out),
-                     "--dtype", "bf16", "--activation-checkpointing")  # FSDP2 mixed precision
+                     "--dtype", "bfloat16", "--activation-checkpointing")  # FSDP2 mixed precision
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("wrote ") == 1  # rank 0 only
     record = json.loads((out / "plsearch.json").read_text())
