@@ -398,10 +398,6 @@ def arch_label(arch: dict[str, Any]) -> str:
 
 
 def _hide_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from plsearch.search.study import redact_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):  # not an SQLAlchemy URL: show it as given
-        return url
+    return redact_url(url)

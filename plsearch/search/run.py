@@ -173,7 +173,8 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
     run_dir = Path(opts.out or Path("reports") / name)
     url = st.storage_url(opts.storage, run_dir)
     artifacts = Path(opts.artifacts or run_dir / "candidates").resolve()
-    lock = st.run_lock(run_dir) if not st.is_shared(url) else contextlib.nullcontext()
+    lock = (st.local_locks(run_dir, url, name) if not st.is_shared(url)
+            else contextlib.nullcontext())
     with lock:
         run_dir.mkdir(parents=True, exist_ok=True)
         artifacts.mkdir(parents=True, exist_ok=True)
@@ -181,7 +182,15 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         stage(f"study {name} in {st._redact(url)}")
         sampler = st.make_sampler(opts.sampler, opts.seed, opts.trials)
         study = st.open_study(url, name, sampler, opts.heartbeat_interval, opts.grace_period)
-        attrs = _record_study(study, plan, opts, name, run_dir, artifacts)
+        try:
+            attrs = _record_study(study, plan, opts, name, run_dir, artifacts)
+        except _FailedStart as start:  # never completed a trial: start it over
+            stage(f"study {name} was started with another {start} but never completed a "
+                  "trial; starting it again")
+            optuna.delete_study(study_name=name, storage=st.open_storage(url))
+            study = st.open_study(url, name, sampler, opts.heartbeat_interval,
+                                  opts.grace_period)
+            attrs = _record_study(study, plan, opts, name, run_dir, artifacts)
         recovered = [] if st.is_shared(url) else st.recover_stale_trials(study)
         _remove_partial_candidates(artifacts)
 
@@ -233,7 +242,10 @@ def _record_study(study: optuna.Study, plan: SearchPlan, opts: SearchOptions, na
         "space": json.loads(json.dumps(plan.space.to_dict())),
         "device_profile": json.loads(json.dumps(asdict(plan.profile))),
     }
-    _check_identity(study, identity, name)
+    from plsearch.search.study import is_shared, storage_url
+
+    _check_identity(study, identity, name,
+                    local=not is_shared(storage_url(opts.storage, run_dir)))
     attrs = {
         **identity,
         "parent": "builtin" if opts.model in (None, "builtin") else str(plan.model_dir),
@@ -332,14 +344,25 @@ def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial) -> 
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
 
 
-def _check_identity(study: optuna.Study, identity: dict[str, Any], name: str) -> None:
-    """A resumed study must continue the same search."""
+class _FailedStart(Exception):
+    """A study with other settings but no completed trial: it may be started over."""
+
+
+def _check_identity(study: optuna.Study, identity: dict[str, Any], name: str,
+                    local: bool = True) -> None:
+    """A resumed study must continue the same search, unless it never completed a trial
+    (a start that failed: a typo in the space, truncated weights) and no worker is in one.
+    ``local``: the storage is a local SQLite file whose lock this process holds, so its
+    RUNNING trials are dead ones."""
     attrs = study.user_attrs
     if "budget_spec" not in attrs:
         return
     differ = [key for key in IDENTITY_ATTRS if key in attrs and attrs[key] != identity[key]]
     if differ:
         what = ", ".join(k.replace("_", " ") for k in differ)
+        busy = (TrialState.COMPLETE,) if local else (TrialState.COMPLETE, TrialState.RUNNING)
+        if not study.get_trials(deepcopy=False, states=busy):
+            raise _FailedStart(what)
         raise ConfigError(f"study {name!r} was started with another {what}; rerun with the "
                           "same settings to resume it, or choose a new --study or --out")
 
