@@ -33,6 +33,9 @@ def cmd_parent_build(args) -> int:
     if args.steps:
         recipe = dataclasses.replace(recipe, max_steps=args.steps)
     work = Path(args.work)
+    from plsearch import atomic
+
+    atomic.check_writable(work, "--work")
     print(f"preparing corpus, skills and tokenizer in {work} ...")
     prepare(work, recipe)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

@@ -92,6 +92,11 @@ class SearchSummary:
     seconds: float = 0.0
 
 
+def _path_safe(name: str) -> str:
+    """``name`` as one harmless path component (a space named ../../x stays in reports/)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).lstrip(".-") or "study"
+
+
 def default_study_name(space_name: str, budget_spec: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9.]+", "", budget_spec.replace("/", "per"))
     return f"{space_name}-{slug}"
@@ -118,7 +123,7 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
     """Read and check the budget, space, profile, parent config and latency table."""
     from plsearch.config import load_device_profile
     from plsearch.families import get_family
-    from plsearch.models import read_config, resolve_model_dir
+    from plsearch.models import check_weights, read_config, resolve_model_dir
     from plsearch.search.budget import check_reachable, parse_budget
     from plsearch.search.pipeline import load_latency
     from plsearch.search.space import load_space
@@ -126,6 +131,8 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
 
     if opts.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {opts.trials}")
+    if opts.timeout is not None and not opts.timeout > 0:
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {opts.timeout}")
     if opts.sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {opts.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     budget = parse_budget(opts.budget)
@@ -133,6 +140,7 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
     profile = load_device_profile(opts.device_profile)
     model_dir = resolve_model_dir(opts.model)
     config = read_config(model_dir)
+    check_weights(model_dir)  # a truncated file: one line before the study is opened
     family = get_family(config)
     parent_arch = family.arch_from_config(config)
     grid = space.resolve(parent_arch, profile.alignment)
@@ -170,7 +178,9 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
     started = time.perf_counter()
     plan = plan_search(opts, latency)  # 1.
     name = opts.study or default_study_name(plan.space.name, plan.budget.spec)
-    run_dir = Path(opts.out or Path("reports") / name)
+    run_dir = Path(opts.out or Path("reports") / _path_safe(name))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run {run_dir} is a file; pass a folder for the run")
     url = st.storage_url(opts.storage, run_dir)
     artifacts = Path(opts.artifacts or run_dir / "candidates").resolve()
     lock = (st.local_locks(run_dir, url, name) if not st.is_shared(url)
@@ -224,11 +234,21 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
     return SearchSummary(
         study_name=name, storage=st._redact(url), url=url, run_dir=run_dir,
         budget_tokens_per_s=plan.need, parent_tokens_per_s=plan.parent_tokens_per_s,
-        built=built_count(trials),
+        built=built_count(trials) - _failed_builds(trials),
         infeasible=sum(1 for t in trials if t.user_attrs.get("feasible") is False),
         failed=sum(1 for t in trials if t.state == TrialState.FAIL), front=front,
         verification=verification, recovered=recovered,
         seconds=time.perf_counter() - started)
+
+
+def _failed_builds(trials) -> int:
+    """Trials built_count counts (they used up the trial budget) that failed on their own."""
+    from plsearch.search.study import dead_trials
+
+    dead = dead_trials(trials)
+    return sum(1 for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("feasible")
+               and "duplicate_of" not in t.user_attrs and not t.user_attrs.get("surplus")
+               and t.number not in dead)
 
 
 def _record_study(study: optuna.Study, plan: SearchPlan, opts: SearchOptions, name: str,

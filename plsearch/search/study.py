@@ -300,8 +300,12 @@ def sqlite_path(url: str) -> Path | None:
 @contextlib.contextmanager
 def _exclusive(path: Path, busy: str) -> Iterator[None]:
     """An exclusive flock on ``path`` (created with its folder); ConfigError(busy) if taken."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = path.open("a+")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = path.open("a+")
+    except OSError as exc:  # a read-only folder, a file where the folder should be
+        raise ConfigError(f"cannot write in {path.parent} ({exc.strerror or exc}); choose a "
+                          "writable folder") from None
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
