@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["new_dir", "write_file", "write_text"]
+__all__ = ["check_writable", "new_dir", "remove_stale_temps", "write_file", "write_text"]
 
 
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
@@ -82,6 +82,38 @@ def new_dir(out: str | Path, *, replace_empty: bool = True) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temps(out: str | Path) -> list[Path]:
+    """Remove the ``.{name}.*.tmp`` siblings of ``out`` that a killed writer left behind.
+
+    For commands that write one named output (prune, distill) and refuse an existing
+    one: a temporary of the same name can only be left over from an earlier, killed run.
+    Returns what was removed."""
+    out = Path(out)
+    stale = sorted(out.parent.glob(f".{out.name}.*.tmp")) if out.parent.is_dir() else []
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
+
+
+def check_writable(folder: str | Path, what: str) -> None:
+    """OSError-free check, before any long work, that files can be created in ``folder``
+    (created when missing); PlsearchError naming ``what`` (the flag) otherwise."""
+    from plsearch.errors import ConfigError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".plsearch-write-test.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise ConfigError(f"{what} {folder} is not writable ({exc.strerror or exc}); choose "
+                          "a writable folder") from None
 
 
 def _umask_modes(folder: Path) -> None:

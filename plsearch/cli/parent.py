@@ -51,6 +51,9 @@ def cmd_parent_build(args) -> int:
                                             if v is not None})
     init_from = Path(args.init_from) if args.init_from else None
     work = Path(args.work)
+    from plsearch import atomic
+
+    atomic.check_writable(work, "--work")
     print(f"preparing corpus, skills and tokenizer in {work} ...")
     prepare(work, recipe, init_from)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

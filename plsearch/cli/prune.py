@@ -85,6 +85,13 @@ def cmd_prune(args) -> int:
     off = _off_alignment(arch, args)
     if off:
         print(f"plsearch: warning: {off}", file=sys.stderr)
+    # Writable outputs, checked before the model is read; a killed run's temporary goes.
+    from plsearch import atomic
+    from plsearch.importance import default_cache_dir
+
+    atomic.remove_stale_temps(Path(args.out).expanduser())
+    atomic.check_writable(Path(args.out).expanduser().parent, "the folder of --out")
+    atomic.check_writable(args.cache_dir or default_cache_dir(), "importance cache")
 
     # The parent streams: its layer matrices are read from the safetensors files when a
     # pass or the build needs them, so pruning never holds the whole parent.

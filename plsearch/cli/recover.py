@@ -85,6 +85,9 @@ def cmd_distill(args) -> int:
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
     say = functools.partial(print, file=sys.stderr if args.json else sys.stdout)
+    # Checked before the KD run: a killed run's temporary goes, the output must be writable.
+    atomic.remove_stale_temps(out)
+    atomic.check_writable(out.parent, "the folder of --out")
     config = KDConfig(steps=args.steps, tokens=args.tokens, lr=args.lr,
                       grad_accum=args.grad_accum, temperature=args.temperature,
                       ce_weight=args.ce_weight, checkpoint_every=args.checkpoint_every)

@@ -38,6 +38,9 @@ def cmd_report(args) -> int:
     size = re.fullmatch(r"(\d+)x(\d+)", args.screenshot_size or "")
     if args.screenshot and not size:
         raise ConfigError(f"--screenshot-size must look like 1280x900, got {args.screenshot_size!r}")
+    if args.out and Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out} is a folder; name the HTML file to write, e.g. "
+                          f"{Path(args.out) / 'report.html'}")
     data = load_report_data(storage_url=args.storage, study_name=args.study, run_dir=args.run)
     if args.out:
         out = Path(args.out)

@@ -202,9 +202,21 @@ def _write_report(summary) -> None:
     except ImportError:
         print("   (report step not available in this install: no report.html)")
         return
-    storage = None if summary.url.startswith("sqlite") else summary.url
-    out = write_report(storage_url=storage, study_name=summary.study_name,
-                       run_dir=str(summary.run_dir), out=Path(summary.run_dir) / "report.html")
+    from plsearch.errors import ConfigError
+    from plsearch.search.study import storage_url
+
+    # The run folder's own study.db is found from the folder; any other storage (an SQLite
+    # file elsewhere included) is passed on.
+    in_run = summary.url == storage_url(None, Path(summary.run_dir))
+    storage = None if in_run else summary.url
+    try:
+        out = write_report(storage_url=storage, study_name=summary.study_name,
+                           run_dir=str(summary.run_dir),
+                           out=Path(summary.run_dir) / "report.html")
+    except OSError as exc:  # disk full, read-only folder: the search itself is recorded
+        raise ConfigError(f"the search finished but report.html could not be written "
+                          f"({exc.strerror or exc}); free space or fix the folder, then run "
+                          f"`plsearch report --run {summary.run_dir}`") from None
     print(f"   report {out}")
 
 

@@ -97,6 +97,11 @@ PHASES = ("prefill", "decode", "workload")
 _MAX_LISTED = 3
 
 
+# One timed call of more than a day is no measurement; larger values make the predictor's
+# sums overflow to inf.
+MAX_MS = 1e8
+
+
 def device_tag(profile_name: str, device_name: str) -> str:
     """File stem for a table: the profile name and a slug of the device name."""
     slug = re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-") or "device"
@@ -155,9 +160,10 @@ def _validated(table: pd.DataFrame, where: str) -> pd.DataFrame:
         out[column] = values.fillna(-1).astype("int64")
     for column in _TIMING_COLUMNS:
         values = pd.to_numeric(out[column], errors="coerce")
-        bad = values.isna() | ~(values > 0)
+        bad = values.isna() | ~(values > 0) | ~(values <= MAX_MS)  # 1e300 would overflow
         if bad.any():
-            problems.append(_bad_rows(column, "a positive number of milliseconds", bad, table))
+            problems.append(_bad_rows(column, "a positive number of milliseconds (at most "
+                                      f"{MAX_MS:.0e})", bad, table))
         out[column] = values.astype("float64")
     load = pd.to_numeric(out["load_avg"], errors="coerce")
     bad = load.isna() | (load < -1)

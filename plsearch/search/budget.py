@@ -25,7 +25,7 @@ _ABSOLUTE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:tok|tokens)\s*/\s*s\s*$"
 class Budget:
     """A lower bound on tokens/s, relative to the parent or absolute."""
 
-    spec: str  # as the user wrote it
+    spec: str  # normalized: "<number>x" or "<number>tok/s", the number as written
     kind: Literal["relative", "absolute"]
     value: float  # the factor (relative) or tokens/s (absolute)
 
@@ -49,7 +49,10 @@ def parse_budget(spec: str) -> Budget:
             value = float(match.group(1))
             if value <= 0:
                 break
-            return Budget(spec=text.strip(), kind=kind, value=value)
+            # One spelling per budget (1.5X = 1.5x, 2500 Tokens/s = 2500tok/s): the spec
+            # names the study.
+            spec = f"{match.group(1)}x" if kind == "relative" else f"{match.group(1)}tok/s"
+            return Budget(spec=spec, kind=kind, value=value)
     raise ConfigError(f"budget {text!r} is not understood; write a speed-up over the parent "
                       "such as 1.5x, or an absolute speed such as 2500tok/s (both > 0)")
 

@@ -94,6 +94,11 @@ class SearchSummary:
     seconds: float = 0.0
 
 
+def _path_safe(name: str) -> str:
+    """``name`` as one harmless path component (a space named ../../x stays in reports/)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).lstrip(".-") or "study"
+
+
 def default_study_name(space_name: str, budget_spec: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9.]+", "", budget_spec.replace("/", "per"))
     return f"{space_name}-{slug}"
@@ -121,7 +126,7 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
     """Read and check the budget, space, profile, parent config and latency table."""
     from plsearch.config import load_device_profile
     from plsearch.families import get_family
-    from plsearch.models import read_config, resolve_model_dir
+    from plsearch.models import check_weights, read_config, resolve_model_dir
     from plsearch.search.budget import check_reachable, parse_budget
     from plsearch.search.pipeline import load_latency
     from plsearch.search.proposals import feasible_set
@@ -130,6 +135,8 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
 
     if opts.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {opts.trials}")
+    if opts.timeout is not None and not opts.timeout > 0:
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {opts.timeout}")
     if opts.sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {opts.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     budget = parse_budget(opts.budget)
@@ -137,6 +144,7 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
     profile = load_device_profile(opts.device_profile)
     model_dir = resolve_model_dir(opts.model)
     config = read_config(model_dir)
+    check_weights(model_dir)  # a truncated file: one line before the study is opened
     family = get_family(config)
     parent_arch = family.arch_from_config(config)
     grid = space.resolve(parent_arch, profile.alignment)
@@ -192,10 +200,13 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         distributed.shutdown()
         return None
     name = opts.study or default_study_name(plan.space.name, plan.budget.spec)
-    run_dir = Path(opts.out or Path("reports") / name)
+    run_dir = Path(opts.out or Path("reports") / _path_safe(name))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run {run_dir} is a file; pass a folder for the run")
     url = st.storage_url(opts.storage, run_dir)
     artifacts = Path(opts.artifacts or run_dir / "candidates").resolve()
-    lock = st.run_lock(run_dir) if not st.is_shared(url) else contextlib.nullcontext()
+    lock = (st.local_locks(run_dir, url, name) if not st.is_shared(url)
+            else contextlib.nullcontext())
     with lock:
         run_dir.mkdir(parents=True, exist_ok=True)
         artifacts.mkdir(parents=True, exist_ok=True)
@@ -210,7 +221,15 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
             stage(f"proposed first: the {len(first)} largest archs of the budget band "
                   f"({'; '.join(str(a) for a in first)})")
         study = st.open_study(url, name, sampler, opts.heartbeat_interval, opts.grace_period)
-        attrs = _record_study(study, plan, opts, name, run_dir, artifacts)
+        try:
+            attrs = _record_study(study, plan, opts, name, run_dir, artifacts)
+        except _FailedStart as start:  # never completed a trial: start it over
+            stage(f"study {name} was started with another {start} but never completed a "
+                  "trial; starting it again")
+            optuna.delete_study(study_name=name, storage=st.open_storage(url))
+            study = st.open_study(url, name, sampler, opts.heartbeat_interval,
+                                  opts.grace_period)
+            attrs = _record_study(study, plan, opts, name, run_dir, artifacts)
         recovered = [] if st.is_shared(url) else st.recover_stale_trials(study)
         _remove_partial_candidates(artifacts)
 
@@ -252,11 +271,22 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
     return SearchSummary(
         study_name=name, storage=st._redact(url), url=url, run_dir=run_dir,
         budget_tokens_per_s=plan.need, parent_tokens_per_s=plan.parent_tokens_per_s,
-        built=built_count(trials),
+        built=built_count(trials) - _failed_builds(trials),
         infeasible=sum(1 for t in trials if TrialRecord.from_trial(t).feasible is False),
         failed=sum(1 for t in trials if t.state == TrialState.FAIL), front=front,
         verification=verification, recovered=recovered,
         seconds=time.perf_counter() - started)
+
+
+def _failed_builds(trials) -> int:
+    """Trials built_count counts (they used up the trial budget) that failed on their own."""
+    from plsearch.search.study import dead_trials
+
+    dead = dead_trials(trials)
+    records = {t.number: TrialRecord.from_trial(t) for t in trials}
+    return sum(1 for t in trials if t.state == TrialState.FAIL and records[t.number].feasible
+               and records[t.number].duplicate_of is None and not records[t.number].surplus
+               and t.number not in dead)
 
 
 def _record_study(study: optuna.Study, plan: SearchPlan, opts: SearchOptions, name: str,
@@ -270,7 +300,10 @@ def _record_study(study: optuna.Study, plan: SearchPlan, opts: SearchOptions, na
         "space": json.loads(json.dumps(plan.space.to_dict())),
         "device_profile": json.loads(json.dumps(asdict(plan.profile))),
     }
-    _check_identity(study, identity, name)
+    from plsearch.search.study import is_shared, storage_url
+
+    _check_identity(study, identity, name,
+                    local=not is_shared(storage_url(opts.storage, run_dir)))
     attrs = {
         **identity,
         "parent": "builtin" if opts.model in (None, "builtin") else str(plan.model_dir),
@@ -373,14 +406,25 @@ def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial) -> 
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
 
 
-def _check_identity(study: optuna.Study, identity: dict[str, Any], name: str) -> None:
-    """A resumed study must continue the same search."""
+class _FailedStart(Exception):
+    """A study with other settings but no completed trial: it may be started over."""
+
+
+def _check_identity(study: optuna.Study, identity: dict[str, Any], name: str,
+                    local: bool = True) -> None:
+    """A resumed study must continue the same search, unless it never completed a trial
+    (a start that failed: a typo in the space, truncated weights) and no worker is in one.
+    ``local``: the storage is a local SQLite file whose lock this process holds, so its
+    RUNNING trials are dead ones."""
     attrs = study.user_attrs
     if "budget_spec" not in attrs:
         return
     differ = [key for key in IDENTITY_ATTRS if key in attrs and attrs[key] != identity[key]]
     if differ:
         what = ", ".join(k.replace("_", " ") for k in differ)
+        busy = (TrialState.COMPLETE,) if local else (TrialState.COMPLETE, TrialState.RUNNING)
+        if not study.get_trials(deepcopy=False, states=busy):
+            raise _FailedStart(what)
         raise ConfigError(f"study {name!r} was started with another {what}; rerun with the "
                           "same settings to resume it, or choose a new --study or --out")
 

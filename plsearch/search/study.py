@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "constraints",
     "dead_trials",
     "driver_url",
+    "local_locks",
     "make_sampler",
     "measured_tokens_per_s",
     "open_storage",
@@ -49,6 +51,8 @@ __all__ = [
     "redact_url",
     "requeue_trial",
     "run_lock",
+    "sqlite_path",
+    "storage_lock",
     "storage_url",
 ]
 
@@ -66,8 +70,9 @@ def storage_url(storage: str | None, run_dir: Path) -> str:
     """The storage URL: as given, or the SQLite file in the run folder."""
     if storage:
         if "://" not in storage:
-            raise ConfigError(f"--storage {storage!r} is not a database URL; use e.g. "
-                              "postgresql://user:password@host/db or sqlite:///path/study.db")
+            raise ConfigError(f"--storage {redact_url(storage)!r} is not a database URL; use "
+                              "e.g. postgresql://user:password@host/db or "
+                              "sqlite:///path/study.db")
         return storage
     return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
 
@@ -106,7 +111,7 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL,
         return _rdb_storage(url, kwargs)
     except ImportError as exc:
         raise ConfigError(f"storage {url.split('://')[0]}:// needs a database driver ({exc}); "
-                          "install it with `pip install plsearch[postgres]`") from None
+                          f"{_driver_hint(url)}") from None
     except Exception as exc:  # noqa: BLE001  sqlalchemy.exc.OperationalError and friends
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot open the study storage {_redact(url)} ({first}); check "
@@ -139,17 +144,38 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True}
 
 
+def _driver_hint(url: str) -> str:
+    scheme = url.split("://", 1)[0].lower()
+    if scheme.startswith("postgres"):
+        return "install it with `pip install plsearch[postgres]`"
+    if scheme.startswith("mysql"):
+        return ("install a MySQL driver, e.g. `pip install pymysql`, and name it in the URL: "
+                "mysql+pymysql://user:password@host/db")
+    return "install the SQLAlchemy driver that the URL's scheme names"
+
+
+_QUERY_SECRET = re.compile(r"([?&;](?:password|passwd|pwd|pass|secret|token)=)[^&;#]*",
+                           re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """The URL without its password (the one redaction study, report and CLI use)."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
+    """The URL without its password: user:***@host, and ***  for a password given as a
+    query parameter (?password=...). A URL without a scheme (user:pw@host/db) is
+    redacted the same way."""
+    text = _QUERY_SECRET.sub(r"\1***", str(url))
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    base, question, query = rest.partition("?")
+    if "@" not in base:
+        return text
+    creds, host = base.rsplit("@", 1)
     user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    hidden = f"{user}:***" if ":" in creds else user
+    return f"{scheme}{sep}{hidden}@{host}{question}{query}"
 
 
-_redact = redact_url
+_redact = redact_url  # the name run.py and the CLI use
 
 
 @contextlib.contextmanager
@@ -227,19 +253,64 @@ def load_existing_study(url: str, name: str | None) -> optuna.Study:
 
 
 @contextlib.contextmanager
+def local_locks(run_dir: Path, url: str, study_name: str) -> Iterator[None]:
+    """The locks a search on a local (SQLite) storage holds: its run folder, and its study
+    in the database file itself, wherever that file lives. Holding both is what lets
+    ``recover_stale_trials`` declare the study's RUNNING trials dead."""
+    with run_lock(run_dir), storage_lock(url, study_name):
+        yield
+
+
+@contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run folder; ConfigError if another search holds it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK_FILE
-    fh = path.open("a+")
+    with _exclusive(Path(run_dir) / LOCK_FILE,
+                    f"another plsearch search is running in {run_dir}; wait for it, choose "
+                    "another --run, or share one study between workers with "
+                    "--storage postgresql://..."):
+        yield
+
+
+@contextlib.contextmanager
+def storage_lock(url: str, study_name: str) -> Iterator[None]:
+    """Hold an exclusive lock on study ``study_name`` of a SQLite file: a lock file next to
+    the database, so two searches with different run folders but the same --storage
+    sqlite:///FILE cannot both run the study (the second one would take the first's live
+    trials for dead). Studies of other names in the same file are not blocked."""
+    db = sqlite_path(url)
+    if db is None:
+        yield
+        return
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name)
+    with _exclusive(db.parent / f".{db.name}.{slug}.lock",
+                    f"another plsearch search is running study {study_name!r} in {db}; "
+                    "wait for it, or share one study between workers with "
+                    "--storage postgresql://..."):
+        yield
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL (None for other storages or :memory:)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    rest = url[len("sqlite:///"):].split("?", 1)[0]
+    return None if rest in ("", ":memory:") else Path(rest).expanduser()
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path, busy: str) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created with its folder); ConfigError(busy) if taken."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = path.open("a+")
+    except OSError as exc:  # a read-only folder, a file where the folder should be
+        raise ConfigError(f"cannot write in {path.parent} ({exc.strerror or exc}); choose a "
+                          "writable folder") from None
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(
-                f"another plsearch search is running in {run_dir}; wait for it, choose "
-                "another --out, or share one study between workers with "
-                "--storage postgresql://...") from None
+            raise ConfigError(busy) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()}\n")
@@ -250,7 +321,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 
 def recover_stale_trials(study: optuna.Study) -> list[int]:
-    """Fail every RUNNING trial (call only while holding ``run_lock``) and requeue its arch.
+    """Fail every RUNNING trial (call only while holding ``local_locks``: only the study's
+    lock proves that no live process runs them) and requeue its arch.
 
     Returns the numbers of the trials that were recovered. The requeued trial names the
     dead one in its ``retry_history`` system attribute, which is how ``dead_trials`` (and

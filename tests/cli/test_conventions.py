@@ -103,3 +103,11 @@ def test_defaults_are_shown():
     text = COMMANDS[("distill",)].format_help()
     assert "(default: 0.001)" in text  # --lr
     assert "(default: float32)" in text
+
+
+def test_report_out_must_name_a_file(tmp_path, capsys):
+    from plsearch.cli import main
+
+    assert main(["report", "--run", str(tmp_path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder; name the HTML file" in err

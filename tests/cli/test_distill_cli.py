@@ -32,13 +32,15 @@ def test_distill_cli_runs_kd_and_writes_a_model_folder(pair, tmp_path, capsys):
     teacher, student, data = pair
     capsys.readouterr()
     out = tmp_path / "kd"
+    stale = tmp_path / ".kd.k1ll3d.tmp"  # what a killed distill leaves behind
+    stale.mkdir()
     assert main(["distill", "--student", str(student), "--out", str(out), "--steps", "3",
                  "--batch-size", "2", "--seq-len", "32", "--data", str(data), "--device",
                  "cpu", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["steps"] == 3 and result["tokens"] == 3 * 2 * 32
     assert result["teacher_weights_hash"] and result["kd_loss_final"] > 0
-    assert result["out"] == str(out)
+    assert result["out"] == str(out) and not stale.exists()
     with (out / "loss_curve.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 3
     record = json.loads((out / "plsearch.json").read_text())

@@ -95,3 +95,19 @@ def test_fingerprints(tmp_path):
 def test_device_tag():
     assert device_tag("cpu", "AMD EPYC 7763 64-Core") == "cpu-amd-epyc-7763-64-core"
     assert device_tag("h200", "NVIDIA H200") == "h200-nvidia-h200"
+
+
+@pytest.mark.parametrize("value", ["1e300", "inf", "nan"])
+def test_absurd_times_are_refused(tmp_path, value):
+    """median_ms=1e300 used to overflow the predictor into a traceback (issue 15)."""
+    path = tmp_path / "t.csv"
+    append_rows(path, synthetic_rows()[:4])
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("median_ms")] = value
+    lines[1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(LatencyTableError, match=r"median_ms must be a positive number of "
+                       r"milliseconds \(at most 1e\+08\) \(line\(s\) \[2\]"):
+        read_table(path)

@@ -159,3 +159,26 @@ def test_prune_warns_off_alignment_and_prints_json(parent_dir, tmp_path, capsys)
     code, out, err = _run(capsys, *common, "--hidden-size", "32", "--out", str(tmp_path / "b"))
     assert code == 0, err
     assert "warning" not in err and json.loads(out)["alignment_warning"] is None
+
+
+def test_prune_cleans_a_killed_runs_temporary_and_checks_writability_first(parent_dir, tmp_path,
+                                                                           capsys):
+    """A killed prune leaves .OUT.XXXX.tmp: the rerun removes it (issue 15). An output
+    folder that cannot be written is one line, before the model is read."""
+    folder, text, _ = parent_dir
+    stale = tmp_path / ".c.k1ll3d.tmp"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"partial")
+    common = ["prune", "--model", str(folder), "--calib-data", str(text), "--calib-samples",
+              "4", "--calib-seq-len", "16", "--cache-dir", str(tmp_path / "cache"),
+              "--num-hidden-layers", "3"]
+    code, _, err = _run(capsys, *common, "--out", str(tmp_path / "c"))
+    assert code == 0, err
+    assert not stale.exists() and (tmp_path / "c" / "model.safetensors").is_file()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = _run(capsys, *common, "--out", str(blocker / "sub" / "d"))
+    assert code == 2 and err.count("\n") == 1 and "is not writable" in err
+    code, _, err = _run(capsys, *common, "--cache-dir", str(blocker), "--out",
+                        str(tmp_path / "e"))
+    assert code == 2 and "importance cache" in err and "is not writable" in err

@@ -42,3 +42,16 @@ def test_unreachable_budget_names_the_best_reachable_value():
     message = str(info.value)
     assert "unreachable" in message and "2,400 tokens/s" in message and "2.40x" in message
     assert str(arch) in message
+
+
+@pytest.mark.parametrize(("spec", "normal"), [
+    ("1.5X", "1.5x"), (" 1.5 x ", "1.5x"), ("2500 Tokens/s", "2500tok/s"),
+    ("2500TOK / S", "2500tok/s"),
+])
+def test_one_spelling_per_budget(spec, normal):
+    """1.5X and 1.5x are one budget, so they name one study (issue 15)."""
+    from plsearch.search.run import default_study_name
+
+    assert parse_budget(spec).spec == normal
+    assert default_study_name("tiny", parse_budget(spec).spec) == \
+        default_study_name("tiny", normal)

@@ -87,13 +87,16 @@ def test_a_failing_candidate_is_a_fail_trial_and_the_search_goes_on(tiny_dir, tm
     def factory(model_dir, space, profile, latency, *, seed=0):
         return FakePipeline(space, latency, profile, fail_when=fail_when)
 
-    run_search(_opts(tiny_dir, out, trials=5), latency=FakeLatency(), pipeline_factory=factory)
+    summary = run_search(_opts(tiny_dir, out, trials=5), latency=FakeLatency(),
+                         pipeline_factory=factory)
     trials = _load(out).get_trials()
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(failed) == 2
     for t in failed:
         assert t.user_attrs["fail_reason"].startswith("RuntimeError: fake build failure")
-    assert built_count(trials) == 5
+    assert built_count(trials) == 5  # failed builds use up the trial budget too
+    # ... but are not reported as built ("1 candidates built ... 1 failed", issue 15)
+    assert summary.built == 5 - len(failed) and summary.failed == len(failed)
 
 
 def test_resume_after_a_killed_process(tiny_dir, tmp_path):
