@@ -2,9 +2,11 @@
 
 On the built-in parent, for two target shapes (depth-heavy and joint), every recipe
 variant is built from the same importance scores, then KD-retrained with the same data
-and budget for several seeds. We report, at step 0 and after the budget: the held-out
-KD loss (KL to the parent on held-out windows) and the lm-eval skill accuracy, mean and
-spread over seeds, and each recipe's ratio to minitron. No recipe is tuned.
+and budget for several seeds. We report, at step 0 and after the budget: the KD training
+loss (forward KL on the training batch, first and last step), the held-out KL to the
+parent (on held-out windows), and the lm-eval accuracy on the default objective's tasks
+with its standard error; mean and spread over seeds, and each recipe's ratio to minitron.
+No recipe is tuned.
 
     python bench/reinit_ablation.py                # writes reports/ablation.{md,csv}
     python bench/reinit_ablation.py --steps 10 --seeds 0 --limit 20   # a smoke run
@@ -42,6 +44,20 @@ SEQ_LEN = 128
 BATCH = 8
 
 
+METRICS = ("kd_train_loss_first", "kd_train_loss_final", "kd_loss_step0", "kd_loss_final",
+           "skills_acc_step0", "skills_acc_final", "skills_acc_final_stderr")
+
+
+def objective_tasks() -> list[str]:
+    """The tasks of the default search objective (configs/search/default.yaml)."""
+    import yaml
+
+    from plsearch.config import shipped_yaml
+
+    space = yaml.safe_load(shipped_yaml("default", "search", "space", "space").read_text())
+    return list(space["objective"]["tasks"])
+
+
 def run_shape(shape: str, args) -> list[dict]:
     import torch
 
@@ -62,6 +78,7 @@ def run_shape(shape: str, args) -> list[dict]:
     heldout = sample_windows(heldout_stream, 32, SEQ_LEN, seed=4321)
     heldout_batches = list(heldout.split(BATCH))
     importance = compute_importance(parent, calib, family)
+    tasks = objective_tasks()
     rows = []
     for name, overrides in RECIPES.items():
         recipe = Recipe.preset("minitron", **overrides)
@@ -70,8 +87,8 @@ def run_shape(shape: str, args) -> list[dict]:
         build_s = time.perf_counter() - t0
         state = {k: v.clone() for k, v in candidate.state_dict().items()}
         kd0 = kd_eval(candidate, parent, heldout_batches)
-        acc0 = _skill_acc(evaluate(candidate, tokenizer, ["plsearch_skills"],
-                                   limit=args.limit, seed=0))
+        acc0, se0 = _skill_acc(evaluate(candidate, tokenizer, tasks, limit=args.limit,
+                                        seed=0))
         for seed in args.seeds:
             candidate.load_state_dict(state)
             batches = sample_windows(train_stream, args.steps * BATCH, SEQ_LEN,
@@ -81,26 +98,36 @@ def run_shape(shape: str, args) -> list[dict]:
                                 KDConfig(steps=args.steps, lr=args.lr), seed=seed)
             kd_s = time.perf_counter() - t0
             kd1 = kd_eval(candidate, parent, heldout_batches)
-            acc1 = _skill_acc(evaluate(candidate, tokenizer, ["plsearch_skills"],
-                                       limit=args.limit, seed=seed))
+            acc1, se1 = _skill_acc(evaluate(candidate, tokenizer, tasks, limit=args.limit,
+                                            seed=seed))
             rows.append({
                 "shape": shape, "arch": str(arch), "params": report.num_params,
                 "recipe": name, "seed": seed, "kd_loss_step0": kd0, "kd_loss_final": kd1,
+                "kd_train_loss_first": result.curve[0]["kd_loss"],
+                "kd_train_loss_final": result.final_kd_loss,
                 "skills_acc_step0": acc0, "skills_acc_final": acc1,
+                "skills_acc_step0_stderr": se0, "skills_acc_final_stderr": se1,
                 "moved_kv_groups": report.moved_groups,
                 "absorb_rel_error": report.absorbed_output_rel_error,
                 "build_s": round(build_s, 2), "kd_s": round(kd_s, 1),
                 "kd_steps": result.steps, "kd_tokens": result.tokens,
             })
-            print(f"[{shape}] {name:13s} seed {seed}: KD loss {kd0:.3f} -> {kd1:.3f}, "
-                  f"skills {acc0:.3f} -> {acc1:.3f} ({kd_s:.0f}s)", flush=True)
+            print(f"[{shape}] {name:13s} seed {seed}: held-out KL {kd0:.3f} -> {kd1:.3f}, "
+                  f"train KD loss {result.curve[0]['kd_loss']:.3f} -> "
+                  f"{result.final_kd_loss:.3f}, skills {acc0:.3f} -> {acc1:.3f} +- {se1:.3f} "
+                  f"({kd_s:.0f}s)", flush=True)
     rows.append({"shape": shape, "recipe": "_block_influence",
                  "values": [round(float(x), 4) for x in importance.block_influence]})
     return rows
 
 
-def _skill_acc(scores: dict) -> float:
-    return float(scores["plsearch_skills"]["acc"])
+def _skill_acc(scores: dict) -> tuple[float, float]:
+    """Mean accuracy over the objective's tasks (equal weights, equal item counts) and its
+    standard error (the tasks' errors combined as independent)."""
+    tasks = [t for t in scores if t.startswith("plsearch_")]
+    acc = sum(scores[t]["acc"] for t in tasks) / len(tasks)
+    se = math.sqrt(sum(scores[t]["acc_stderr"] ** 2 for t in tasks)) / len(tasks)
+    return float(acc), float(se)
 
 
 def summarize(rows: list[dict]) -> tuple[list[dict], dict]:
@@ -115,7 +142,7 @@ def summarize(rows: list[dict]) -> tuple[list[dict], dict]:
     order = {(shape, name): i for i, (shape, name) in
              enumerate((shape, name) for shape in SHAPES for name in RECIPES)}
     runs.sort(key=lambda r: order.get((r["shape"], r["recipe"]), len(order)))
-    summary = ablation_summary(pd.DataFrame(runs))
+    summary = ablation_summary(pd.DataFrame(runs), metrics=METRICS)
     table = [] if summary is None else [
         {k: (math.nan if v is None else v) for k, v in row.items()}
         for row in summary.to_dict("records")]
@@ -124,6 +151,7 @@ def summarize(rows: list[dict]) -> tuple[list[dict], dict]:
 
 def write_report(rows, table, influence, args, seconds: float, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = objective_tasks()
     fields = sorted({k for r in rows if r["recipe"] != "_block_influence" for k in r})
     tmp = out_dir / "ablation.csv.tmp"
     with tmp.open("w", newline="") as fh:
@@ -141,22 +169,27 @@ def write_report(rows, table, influence, args, seconds: float, out_dir: Path) ->
         "",
         (f"Every recipe starts from the same importance scores (64 x {SEQ_LEN} calibration "
          f"tokens) and gets the same KD budget ({args.steps} steps x {BATCH} x {SEQ_LEN} "
-         "tokens, same windows per seed). KD loss = KL(parent || candidate) on 32 held-out "
-         f"windows; skills = lm-eval `plsearch_skills` accuracy (limit {args.limit} per "
-         "task). Mean +- sd over seeds; ratio = recipe / minitron (lower is better for "
-         "KD loss, higher for skills)."),
+         "tokens, same windows per seed). Train KD loss = forward KL on the training batch "
+         "at the first and the last step; held-out KL = KL(parent || candidate) on 32 "
+         "held-out windows (nats/token), before KD (step 0) and after it; skills = mean "
+         f"lm-eval accuracy over the default objective's tasks ({', '.join(tasks)}; first "
+         f"{args.limit} items of each). Mean +- sd over seeds; [se] = the skills' mean "
+         "lm-eval standard error of one run; ratio = recipe / minitron (lower is better "
+         "for losses, higher for skills)."),
         "",
-        ("| shape | recipe | params | KD loss step 0 | KD loss final | ratio final | "
-         "skills step 0 | skills final | ratio final |"),
-        "|---|---|---|---|---|---|---|---|---|",
+        ("| shape | recipe | params | train KD loss first -> final | held-out KL step 0 | "
+         "held-out KL final | ratio | skills step 0 | skills final | ratio |"),
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in table:
         lines.append(
             f"| {e['shape']} | {e['recipe']} | {e['params']:,} | "
+            f"{e['kd_train_loss_first']:.3f} -> {e['kd_train_loss_final']:.3f} | "
             f"{e['kd_loss_step0']:.3f} | {e['kd_loss_final']:.3f} +- "
             f"{e['kd_loss_final_sd']:.3f} | {e['kd_loss_final_ratio']:.3f} | "
             f"{e['skills_acc_step0']:.3f} | {e['skills_acc_final']:.3f} +- "
-            f"{e['skills_acc_final_sd']:.3f} | {e['skills_acc_final_ratio']:.3f} |")
+            f"{e['skills_acc_final_sd']:.3f} [se {e['skills_acc_final_stderr']:.3f}] | "
+            f"{e['skills_acc_final_ratio']:.3f} |")
     lines += ["", "## Parent block influence (1 - cos(x_in, x_out) per layer)", ""]
     for values in influence.values():
         lines.append(f"- {', '.join(f'L{i}: {v:.3f}' for i, v in enumerate(values))}")
@@ -179,10 +212,18 @@ def verdict(table: list[dict]) -> list[str]:
         start = base["kd_loss_step0"] - pangu["kd_loss_step0"]
         word = ("beats" if diff > 2 * spread else "loses to" if -diff > 2 * spread
                 else "is within the seed spread of")
-        out.append(f"- {shape}: pangu {word} minitron after KD (final KD loss "
+        noise = max(base["skills_acc_final_sd"] or 0.0, pangu["skills_acc_final_sd"] or 0.0,
+                    base["skills_acc_final_stderr"], pangu["skills_acc_final_stderr"])
+        gap = pangu["skills_acc_final"] - base["skills_acc_final"]
+        skills = ("higher than" if gap > 2 * noise else "lower than" if -gap > 2 * noise
+                  else "within the noise of")
+        out.append(f"- {shape}: pangu {word} minitron after KD (final held-out KL "
                    f"{pangu['kd_loss_final']:.3f} vs {base['kd_loss_final']:.3f}, seed sd "
                    f"{spread:.3f}); at step 0 pangu is {'better' if start > 0 else 'worse'}"
-                   f" ({pangu['kd_loss_step0']:.3f} vs {base['kd_loss_step0']:.3f}).")
+                   f" ({pangu['kd_loss_step0']:.3f} vs {base['kd_loss_step0']:.3f}); its "
+                   f"final skills ({pangu['skills_acc_final']:.3f} vs "
+                   f"{base['skills_acc_final']:.3f}) are {skills} minitron's (the larger of "
+                   f"seed sd and stderr: {noise:.3f}).")
     return out
 
 

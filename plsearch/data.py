@@ -135,11 +135,15 @@ def _read_hf_dataset(spec: str) -> list[str]:
 def _builtin_stream(tokenizer, seed: int) -> np.ndarray:
     """Training-distribution text + skills, cached per (tokenizer, seed)."""
     vocab = json.dumps(sorted(tokenizer.get_vocab().items()))
-    key = hashlib.sha256(f"{vocab}|{seed}|{BUILTIN_SKILL_TOKENS}".encode()).hexdigest()[:16]
+    from plsearch.parent import skills
+
+    # The skills' generators are part of the key: a changed skill set is a new stream.
+    key = hashlib.sha256(f"{vocab}|{seed}|{BUILTIN_SKILL_TOKENS}|{skills.SKILLS}|"
+                         f"{skills.GENERATORS_VERSION}".encode()).hexdigest()[:16]
     path = cache_dir() / "streams" / f"builtin-{key}.npy"
     if path.exists():
         return np.load(path)
-    from plsearch.parent import corpus, skills
+    from plsearch.parent import corpus
 
     train_docs, _ = corpus.split_documents(corpus.documents())
     heldout = set()

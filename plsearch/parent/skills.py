@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SKILLS = ("recall", "copy", "add", "brackets", "sort", "reverse")
+GENERATORS_VERSION = 2  # bump when a generator changes what it writes (keys cached streams)
 _LETTERS = string.ascii_lowercase
 _SYMBOLS = string.ascii_lowercase + string.digits
 
