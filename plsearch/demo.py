@@ -21,6 +21,7 @@ interrupted demo instead, as `plsearch search` does when run again.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -99,8 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     if best.exists():
         shutil.rmtree(best)
     code = cli(["export", "--run", str(out), "--best-for", args.budget, "--out", str(best)])
-    if code:
-        return code
+    if code:  # no candidate measured at the budget: say so, export the fastest measured one
+        fastest = fastest_measured(out)
+        if fastest is None:
+            return code
+        _step(f"no saved candidate was measured at the budget {args.budget}; exporting the "
+              f"fastest measured front candidate, trial {fastest}, instead")
+        code = cli(["export", "--run", str(out), "--trial", str(fastest), "--out", str(best)])
+        if code:
+            return code
 
     # 4. the measured speed-up of the exported model, in this same run
     ratio = measure_speedup(best, profile, parent=args.model)
@@ -109,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{profile.workload.prompt_len}, {profile.workload.generated_len} generated): "
           f"measured speed-up {ratio['measured']:.2f}x (predicted {ratio['predicted']:.2f}x, "
           f"budget {args.budget})")
-    _step(winner_summary(out, args.budget, ratio["measured"]))
+    meta = json.loads((best / "plsearch.json").read_text(encoding="utf-8"))
+    _step(winner_summary(out, int(meta["trial"]), args.budget, ratio["measured"]))
     _step(f"demo finished in {time.monotonic() - start:.0f} s; open {out / 'report.html'}; "
           f"the model is in {best}")
     return 0
@@ -152,13 +161,22 @@ def measure_speedup(exported: Path, profile, rounds: int = 3,
             "measured": exported_tps / parent_tps, "predicted": predicted}
 
 
-def winner_summary(out: Path, budget: str, measured_speedup: float) -> str:
+def fastest_measured(out: Path) -> int | None:
+    """The trial number of the fastest measured front candidate (None: none measured)."""
+    from plsearch.search.export import open_for_export
+    from plsearch.search.verify import pareto_front
+
+    measured = [r for r in pareto_front(open_for_export(out_dir=out)) if r.measured_tokens_per_s]
+    return max(measured, key=lambda r: r.measured_tokens_per_s).number if measured else None
+
+
+def winner_summary(out: Path, number: int, budget: str, measured_speedup: float) -> str:
     """The winner's score with its interval, the parent's, the share kept, the speed-up."""
     from plsearch.search.export import choose_trial, open_for_export
     from plsearch.search.scoring import interval, separated
 
     study = open_for_export(out_dir=out)
-    winner = choose_trial(study, best_for=budget)
+    winner = choose_trial(study, number=number)
     parent, parent_se = (study.user_attrs.get("parent_accuracy"),
                          study.user_attrs.get("parent_accuracy_stderr"))
 
@@ -169,13 +187,15 @@ def winner_summary(out: Path, budget: str, measured_speedup: float) -> str:
     if parent is None or winner.accuracy is None:
         return f"winner trial {winner.number} ({winner.arch}): no score to compare"
     apart = separated(winner.accuracy, winner.accuracy_stderr, parent, parent_se)
-    verdict = (("the winner scores lower than the parent" if winner.accuracy < parent else
-                "the winner scores higher than the parent") + " (intervals separate)"
-               if apart else "the intervals overlap: the two are not told apart")
-    return (f"winner trial {winner.number} ({winner.arch}): score {shown(winner.accuracy, winner.accuracy_stderr)}; "
-            f"parent {shown(parent, parent_se)}; kept {winner.accuracy / parent:.1%} of the "
-            f"parent's score, {verdict}; measured speed-up {measured_speedup:.2f}x "
-            f"(budget {budget})")
+    if apart:
+        verdict = ("the winner scores " + ("lower" if winner.accuracy < parent else "higher")
+                   + " than the parent (intervals separate)")
+    else:
+        verdict = "the intervals overlap: the two are not told apart"
+    return (f"winner trial {winner.number} ({winner.arch}): score "
+            f"{shown(winner.accuracy, winner.accuracy_stderr)}; parent "
+            f"{shown(parent, parent_se)}; kept {winner.accuracy / parent:.1%} of the parent's "
+            f"score, {verdict}; measured speed-up {measured_speedup:.2f}x (budget {budget})")
 
 
 def _step(message: str) -> None:

@@ -12,16 +12,19 @@ Definitions the report uses (the README repeats them):
   top rung of the KD ladder (rung == rungs_total - 1; any rung when the study records no
   ladder). Trials stopped at a lower rung had fewer KD tokens, so their accuracy is not
   comparable; they are drawn, never put on the front.
-- Pareto front: the eligible trials that no other eligible trial beats on both study
-  objectives, the accuracy objective and predicted tokens/s (both maximized; exact ties are
-  all kept). The accuracy objective is the accuracy, less a small perplexity tie-break when
-  the search space sets one; plots show the accuracy. This is the search's own front
-  (plsearch.search.pareto_front): the candidates it verified and exports.
+- Pareto front: the eligible trials that no other eligible trial beats on both the search
+  objective (accuracy less a weighted held-out KL to the parent) and tokens/s, measured
+  wherever the candidate was measured and predicted elsewhere (both maximized; exact ties
+  are all kept). This is the search's own front (plsearch.search.pareto_front): the one it
+  verified and exports. A measured candidate that falls off it is "dominated once
+  measured". Plots show the accuracy with its 95% interval (error bars).
 - hypervolume after trial n: the area that the front of the eligible trials numbered <= n
   dominates above the reference point (accuracy 0, tokens/s = the budget; 0 when the study
-  has no budget), in accuracy x tokens/s. It only grows; a flat tail means the search has
-  stopped finding better trade-offs.
+  has no budget), in accuracy x tokens/s (plsearch.search.pareto.hypervolume_2d). It only
+  grows; a flat tail means the search has stopped finding better trade-offs.
 - best feasible accuracy after trial n: the best accuracy among those same trials.
+- intervals: 95%, value +- 1.96 standard errors propagated from the tasks' (scoring.py);
+  the report says one model beats another only when their intervals separate.
 - predictor error: (predicted - measured) / measured tokens/s, in percent, over the verified
   candidates (trials with a measured tokens/s) and the parent when it was measured.
 """

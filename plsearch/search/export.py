@@ -94,8 +94,10 @@ def choose_trial(study: optuna.Study, number: int | None = None,
     return max(meeting, key=lambda r: (r.objective, r.tokens_per_s))
 
 
-def export_candidate(study: optuna.Study, trial: TrialRecord, out: str | Path) -> Path:
+def export_candidate(study: optuna.Study, trial, out: str | Path) -> Path:
     """Copy the trial's candidate folder to ``out`` with a README.md model card."""
+    if not isinstance(trial, TrialRecord):
+        trial = TrialRecord.from_trial(trial, study.user_attrs)
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"output folder {out} already exists and is not empty; choose a new "
@@ -119,10 +121,11 @@ def _with_interval(value: float | None, se: float | None) -> str:
     return f"{value:.4f}" + (f" (95% interval {ci[0]:.4f} to {ci[1]:.4f})" if ci else "")
 
 
-def model_card(study: optuna.Study, trial: TrialRecord) -> str:
-    """A Markdown model card from the study's attributes and the trial's record."""
+def model_card(study: optuna.Study, trial) -> str:
+    """A Markdown model card from the study's attributes and the trial's record (a
+    TrialRecord, or an Optuna trial read through one)."""
     s = study.user_attrs
-    r = trial
+    r = trial if isinstance(trial, TrialRecord) else TrialRecord.from_trial(trial, s)
     arch = r.arch.to_dict() if r.arch else {}
     parent_arch = s.get("parent_arch", {})
     budget = s.get("budget", {})

@@ -158,15 +158,16 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
                    budget_tokens_per_s: float, candidates_dir: Path,
                    candidate_meta: dict | None = None, max_built: int | None = None,
                    feasible=None, progress: Progress | None = None,
-                   screen: Callable[[ArchConfig], float | None] | None = None):
+                   screen: Callable[[ArchConfig], tuple[float, float] | None] | None = None):
     """The Optuna objective: trial -> (accuracy objective, predicted tokens/s).
 
     ``feasible`` (proposals.FeasibleSet) defines the speed bins of the ladder; it is
     computed from the grid when not given. ``progress(message)`` hears every stage of a
-    trial (build, each KD step, each task). ``screen(arch)`` measures an arch's tokens/s
-    before it is built (random weights through the device profile's engine; None when it
-    does not measure, e.g. far from the budget): an arch measured below the budget is
-    recorded infeasible with that speed and pruned, never built. With ``max_built``, a
+    trial (build, each KD step, each task). ``screen(arch)`` measures an arch before it is
+    built (random weights through the device profile's engine) and returns (measured
+    tokens/s, the budget timed the same way), or None when it does not measure (far from
+    the budget): an arch measured below the budget is recorded infeasible with that speed
+    and pruned, never built. With ``max_built``, a
     feasible trial that finds
     that many candidates already built or being built by earlier trials (another worker won
     the race for the last one) is not built: it records ``surplus`` and is pruned.
@@ -210,11 +211,13 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
             raise optuna.TrialPruned("misses the budget: not built, not scored")
         screened = screen(arch) if screen is not None else None
         if screened is not None:
-            save(screened_tokens_per_s=float(screened))
-            if screened < need:
-                save(feasible=False, constraint=need - float(screened), seconds=took())
-                logger.warning("trial %d: %s measured %.0f tokens/s < budget %.0f before the "
-                               "build; not built", trial.number, arch, screened, need)
+            measured, threshold = screened
+            save(screened_tokens_per_s=float(measured))
+            if measured < threshold:
+                save(feasible=False, seconds=took())
+                logger.warning("trial %d: %s measured %.0f tokens/s < %.0f (the budget, "
+                               "timed alike) before the build; not built", trial.number, arch,
+                               measured, threshold)
                 raise optuna.TrialPruned("measured below the budget: not built, not scored")
 
         twin = _evaluated_twin(trial, arch, pipeline.recipe)

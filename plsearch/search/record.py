@@ -47,7 +47,9 @@ class TrialRecord:
     predicted_tokens_per_s: float | None = None
     feasible: bool | None = None
     constraint: float | None = None  # budget - predicted tokens/s (<= 0: meets the budget)
-    screened_tokens_per_s: float | None = None  # measured with random weights before the build
+    # The pre-build check's speed: measured with random weights near the budget, else the
+    # refined prediction when that alone rules the arch out.
+    screened_tokens_per_s: float | None = None
     speed_bin: int | None = None  # the promotion bin of its predicted speed
     rung: int = -1  # highest rung reached; -1: not built
     rungs_total: int | None = None

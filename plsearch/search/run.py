@@ -516,13 +516,15 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _screener(plan: SearchPlan, study: optuna.Study):
     """Issue 13's pre-build check: near the budget, an arch is timed with random weights
-    through the profile's engine (plsearch.latency.screen) and the measurement decides.
+    through the profile's engine (plsearch.latency.screen) and the measurement decides
+    (for a relative budget: against the parent's shape timed the same way, in this run).
     Each measurement is a (predicted, measured) pair in the study's ``latency_pairs``; the
     check's predictor is refined on them as they come (plsearch.latency.refine). None when
     the device is not here or the latency is a stand-in (tests)."""
     latency = plan.latency
     if not getattr(latency, "local", False) or not hasattr(latency, "with_correction"):
         return None
+    from plsearch.latency.engine import measure_arch
     from plsearch.latency.refine import fit_correction
     from plsearch.latency.screen import screen_arch
     from plsearch.models import read_config
@@ -530,16 +532,29 @@ def _screener(plan: SearchPlan, study: optuna.Study):
     parent_config = read_config(plan.model_dir)
     absorbed = plan.space.recipe == "pangu"  # pangu exports the absorbed model type
     pairs = [tuple(p) for p in study.user_attrs.get("latency_pairs", [])]
+    need = plan.need
+    if plan.budget.kind == "relative":
+        # A relative budget is checked against the parent timed the same way, now: a busy
+        # machine or an engine the table misses slows both alike.
+        parent_measured = study.user_attrs.get("screen_parent_tokens_per_s")
+        if parent_measured is None:
+            parent_measured = measure_arch(plan.parent_arch, parent_config, plan.profile,
+                                           repeats=3).tokens_per_s
+            study.set_user_attr("screen_parent_tokens_per_s", parent_measured)
+            pairs.append((plan.parent_tokens_per_s, parent_measured))
+            study.set_user_attr("latency_pairs", [list(p) for p in pairs])
+        need = plan.budget.value * parent_measured
     state = {"latency": latency.with_correction(fit_correction(pairs)) if pairs else latency}
 
-    def screen(arch) -> float | None:
-        checked = screen_arch(arch, plan.need, state["latency"], plan.profile, parent_config,
+    def screen(arch) -> tuple[float, float] | None:
+        checked = screen_arch(arch, need, state["latency"], plan.profile, parent_config,
                               absorbed=absorbed)
-        if checked.pair is not None:
-            pairs.append(checked.pair)
-            study.set_user_attr("latency_pairs", [list(p) for p in pairs])
-            state["latency"] = latency.with_correction(fit_correction(pairs))
-        return checked.measured_tokens_per_s
+        if checked.pair is None:  # far from the budget: the refined prediction decides
+            return None if checked.feasible else (checked.refined_tokens_per_s, need)
+        pairs.append(checked.pair)
+        study.set_user_attr("latency_pairs", [list(p) for p in pairs])
+        state["latency"] = latency.with_correction(fit_correction(pairs))
+        return checked.measured_tokens_per_s, need
 
     return screen
 

@@ -40,10 +40,14 @@ def test_three_trial_search_then_export(tiny_dir, tmp_path, cache_dir, capsys):
         assert r.accuracy_stderr > 0 and r.kl > 0 and r.kl_stderr >= 0 and r.build_kl > 0
         low, high = r.objective_interval
         assert low < r.objective < high
+    need = study.user_attrs["budget"]["tokens_per_s"]
     for t in trials:  # the params Optuna shows are the arch that was built
         arch = t.user_attrs["arch"]
         assert all(arch[name] == value for name, value in t.params.items())
-        assert t.user_attrs["feasible"] is True  # only feasible archs are ever proposed
+        assert t.user_attrs["predicted_tokens_per_s"] >= need  # only feasible proposals
+        if not t.user_attrs["feasible"]:  # measured below the budget before the build
+            assert t.user_attrs["screened_tokens_per_s"] > 0
+            assert t.user_attrs["rung"] == -1 and "accuracy" not in t.user_attrs
     for r in pareto_front(study):
         assert r.measured_tokens_per_s > 0
     assert study.user_attrs["parent_measured_tokens_per_s"] > 0

@@ -107,7 +107,7 @@ def test_an_arch_measured_below_the_budget_before_the_build_is_never_built(tmp_p
     pipeline = CountingPipeline(SPACE, latency)
     need = 0.5 * latency.tokens_per_s(grid.arch(SMALL))  # predicted to meet it easily
     objective = make_objective(pipeline, grid, SPACE, need, tmp_path / "c",
-                               screen=lambda arch: need * 0.9)  # but measured below it
+                               screen=lambda arch: (need * 0.9, need))  # measured below
     trial = FixedTrial(SMALL)
     with pytest.raises(optuna.TrialPruned, match="measured below the budget"):
         objective(trial)
