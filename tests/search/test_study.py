@@ -57,9 +57,11 @@ def test_a_url_without_scheme_is_refused_without_echoing_its_password():
 
 
 def test_report_data_hides_a_query_password():
-    from plsearch.report.data import _hide_password
+    from plsearch.report import data
+    from plsearch.search import study
 
-    assert _hide_password("postgresql://u@h/db?password=s3cret") == \
+    assert data.redact_url is study.redact_url  # one redaction for run.json, stdout, report
+    assert data.redact_url("postgresql://u@h/db?password=s3cret") == \
         "postgresql://u@h/db?password=***"
 
 
