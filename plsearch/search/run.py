@@ -395,8 +395,9 @@ def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial) -> 
             break
         records = [TrialRecord.from_trial(t) for t in trials]
         infeasible = sum(1 for r in records if r.feasible is False)
-        if infeasible >= max_infeasible:  # only hand-queued trials can miss the budget
-            logger.warning("%d queued arches missed the budget; stopping", infeasible)
+        if infeasible >= max_infeasible:  # the pre-build check (or a hand-queued trial)
+            logger.warning("%d proposed arches were found below the budget before their build "
+                           "(measured or refined prediction); stopping", infeasible)
             break
         repeats = sum(1 for r in records if r.duplicate_of is not None)
         if repeats >= max_infeasible:
