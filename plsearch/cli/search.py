@@ -54,6 +54,9 @@ def register(sub) -> None:
                    help="do not measure the Pareto-front candidates at the end")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write report.html")
+    p.add_argument("--no-screen", dest="screen", action="store_false",
+                   help="do not time archs near the budget before building them (feasibility "
+                   "then rests on the predictor alone)")
     p.set_defaults(func=cmd_search)
 
     e = sub.add_parser(
@@ -104,6 +107,7 @@ def _search(args):
         device_profile=args.device_profile, latency_db=args.latency_db, trials=args.trials,
         timeout=args.timeout, storage=args.storage, study=args.study, out=args.out,
         artifacts=args.artifacts, sampler=args.sampler, seed=args.seed, verify=args.verify,
+        screen=args.screen,
         command=_command_line(args))
     summary = run_search(opts, on_trial=_print_trial,
                          on_stage=lambda m: print(f"== {m}", flush=True),

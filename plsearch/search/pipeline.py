@@ -178,8 +178,8 @@ class RealPipeline:
 
     # -- helpers
 
-    @torch.inference_mode()
-    def heldout_fit(self, model) -> tuple[float, float, float]:
+    @torch.no_grad()  # not inference_mode: FSDP2 would keep inference-mode unsharded
+    def heldout_fit(self, model) -> tuple[float, float, float]:  # params that KD then trains
         """(KL(parent || model), its stderr over windows, perplexity) on held-out windows.
 
         One pass: the KL is distill.kd_loss (temperature 1) per window, the perplexity the

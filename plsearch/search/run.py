@@ -70,6 +70,9 @@ class SearchOptions:
     sampler: str = "gp"
     seed: int = 0
     verify: bool = True
+    # Time archs near the budget before building them (issue 13); off only where a run must
+    # not depend on timings (a 1-rank vs 2-rank comparison).
+    screen: bool = True
     command: str = ""
     # Shared storages: seconds between heartbeats, and without one before a trial is
     # declared dead and its arch queued again.
@@ -248,7 +251,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         eta = _Eta(study, opts.trials, on_progress)
         objective = make_objective(pipeline, plan.grid, plan.space, plan.need, artifacts,
                                    feasible=plan.feasible, progress=eta.say,
-                                   screen=_screener(plan, study),
+                                   screen=_screener(plan, study) if opts.screen else None,
                                    candidate_meta={
             "parent": attrs["parent"], "parent_arch": plan.parent_arch.to_dict(),
             "study": name, "device_profile": plan.profile.name,
