@@ -108,7 +108,13 @@ def _run_lm_eval(model, tokenizer, tasks, manager, limit, seed, batch_size, prog
     np.random.seed(seed)
     torch.manual_seed(seed)
     lm = _hflm(model, tokenizer, batch_size, quiet=not progress)
-    loaded = manager.load(tasks)
+    try:
+        loaded = manager.load(tasks)
+    except ValueError as exc:  # e.g. a group and one of its own tasks asked for together
+        if "Duplicate task" not in str(exc):
+            raise
+        raise ConfigError(f"{str(exc).splitlines()[0]}; ask for the group or its tasks, "
+                          "not both") from None
     for task in loaded["tasks"].values():
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)

@@ -104,3 +104,9 @@ def test_cli_eval_json_parses(model, tokenizer, tmp_path, capsys):
     parsed = json.loads(out)  # stdout holds the JSON and nothing else
     assert set(parsed) == {"plsearch_add"} and parsed["plsearch_add"]["samples"] == 3
     assert 0.0 <= parsed["plsearch_add"]["acc"] <= 1.0
+
+
+def test_a_group_and_its_own_task_together_is_a_config_error(model, tokenizer, heldout_dir):
+    with pytest.raises(ConfigError, match="the group or its tasks"):
+        evaluate(model, tokenizer, ["plsearch_recall", "plsearch_skills"], limit=2,
+                 heldout_dir=heldout_dir)
