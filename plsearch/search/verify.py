@@ -45,11 +45,35 @@ def fully_evaluated(study_or_trials, study_attrs: dict[str, Any] | None = None
     return [r for r in _records(study_or_trials, study_attrs) if r.fully_evaluated]
 
 
+def measured_need(attrs: dict[str, Any]) -> float | None:
+    """The budget in measured tokens/s: a relative budget times the parent's measured speed
+    (None until the parent was measured), an absolute budget as it is."""
+    from plsearch.search.budget import parse_budget
+
+    spec = (attrs.get("budget") or {}).get("spec")
+    if not spec:
+        return None
+    budget = parse_budget(spec)
+    if budget.kind == "absolute":
+        return budget.value
+    parent = attrs.get("parent_measured_tokens_per_s")
+    return budget.tokens_per_s(parent) if parent else None
+
+
+def misses_budget_measured(r: TrialRecord, attrs: dict[str, Any]) -> bool:
+    """Measured end to end below the budget (then it cannot be on the front)."""
+    need = measured_need(attrs)
+    return bool(need and r.measured_tokens_per_s is not None and r.measured_tokens_per_s < need)
+
+
 def pareto_front(study_or_trials, study_attrs: dict[str, Any] | None = None
                  ) -> list[TrialRecord]:
     """Non-dominated fully evaluated trials on (objective, measured-else-predicted
-    tokens/s), fastest first."""
-    done = fully_evaluated(study_or_trials, study_attrs)
+    tokens/s), fastest first; a trial measured below the budget is not eligible."""
+    attrs = (study_or_trials.user_attrs if isinstance(study_or_trials, optuna.Study)
+             and study_attrs is None else study_attrs or {})
+    done = [r for r in fully_evaluated(study_or_trials, study_attrs)
+            if not misses_budget_measured(r, attrs)]
     ranks = pareto_ranks([(r.objective, r.tokens_per_s) for r in done])
     front = [r for r, rank in zip(done, ranks) if rank == 0]
     return sorted(front, key=lambda r: -r.tokens_per_s)
@@ -66,6 +90,8 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     from plsearch.search.study import record_measurement
 
     measure = measure or (lambda folder: _measure_folder(folder, profile, repeats, seed))
+    if study.user_attrs.get("parent_measured_tokens_per_s") is None:  # the measured budget
+        study.set_user_attr("parent_measured_tokens_per_s", measure(str(parent_dir)))
     unmeasurable: set[int] = set()
     for _ in range(len(study.get_trials(deepcopy=False)) + 1):
         todo = [r for r in pareto_front(study) if r.measured_tokens_per_s is None
@@ -88,14 +114,14 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
         dominated = r.number not in on_front
         if dominated != r.dominated_by_measurement:
             study.set_user_attr(f"{DOMINATED_PREFIX}{r.number}", dominated)
-        if dominated:
+        if dominated and misses_budget_measured(r, attrs):
+            logger.info("trial %d misses the budget once measured (%.0f tokens/s < %.0f)",
+                        r.number, r.measured_tokens_per_s, measured_need(attrs))
+        elif dominated:
             logger.info("trial %d is dominated once measured (%.0f tokens/s)", r.number,
                         r.measured_tokens_per_s)
 
-    parent_measured = attrs.get("parent_measured_tokens_per_s")
-    if parent_measured is None:
-        parent_measured = measure(str(parent_dir))
-        study.set_user_attr("parent_measured_tokens_per_s", parent_measured)
+    parent_measured = attrs["parent_measured_tokens_per_s"]
     rows = [{"trial": r.number, "predicted_tokens_per_s": r.predicted_tokens_per_s,
              "measured_tokens_per_s": r.measured_tokens_per_s,
              "error": r.predicted_tokens_per_s / r.measured_tokens_per_s - 1.0,
@@ -107,6 +133,8 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
         "candidates": rows,
         "front": [r.number for r in front],
         "dominated_by_measurement": [r["trial"] for r in rows if not r["on_front"]],
+        "missed_budget_measured": [r.number for r in fully_evaluated(study, attrs)
+                                   if misses_budget_measured(r, attrs)],
         "parent": {"predicted_tokens_per_s": parent_predicted,
                    "measured_tokens_per_s": parent_measured,
                    "error": (parent_predicted / parent_measured - 1.0

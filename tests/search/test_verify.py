@@ -42,7 +42,7 @@ def test_a_candidate_that_joins_the_front_once_measured_is_measured_too(tmp_path
     summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent", measure=measure)
     # trial 0 runs at 150 measured: trial 2 (0.55 at 190 predicted) is no longer dominated,
     # so it is measured too (180), and stays on the front
-    assert calls == ["trial-1", "trial-0", "trial-2", "parent"]
+    assert calls == ["parent", "trial-1", "trial-0", "trial-2"]  # the parent first: the budget
     assert [r.number for r in pareto_front(study)] == [1, 2, 0]  # fastest first
     assert summary["dominated_by_measurement"] == []
 
@@ -69,3 +69,17 @@ def test_best_for_uses_measured_speed(tmp_path):
     # trial 0 measured 1.4x the parent's measured speed: it misses 1.5x; trial 1 meets it
     assert choose_trial(study, best_for="1.5x").number == 1
     assert choose_trial(study, best_for="1.3x").number == 0
+
+
+def test_a_candidate_measured_below_the_budget_leaves_the_front(tmp_path):
+    # both predicted at or above 1.5x the parent's predicted 100 tokens/s
+    study = _study(tmp_path, [(0.6, 160.0), (0.5, 300.0)])
+    study.set_user_attr("budget", {"spec": "1.5x", "tokens_per_s": 150.0})
+    measured = {"trial-0": 170.0, "trial-1": 280.0, "parent": 120.0}  # need 1.5 x 120 = 180
+    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent",
+                           measure=lambda folder: measured[folder.rsplit("/", 1)[-1]])
+    # trial 0 is the most accurate but runs at 170 < 180 measured: it cannot be on the front
+    assert [r.number for r in pareto_front(study)] == [1]
+    assert summary["missed_budget_measured"] == [0]
+    records = [TrialRecord.from_trial(t, study.user_attrs) for t in study.get_trials()]
+    assert records[0].dominated_by_measurement and not records[1].dominated_by_measurement
