@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true",
                    help="continue the previous (interrupted) demo instead of starting over")
     # The same path on other inputs (tests/test_demo.py runs it on a tiny parent and space).
+    p.add_argument("--no-screen", dest="screen", action="store_false",
+                   help="do not time archs near the budget before building them (tests)")
     p.add_argument("--model", help="parent folder (default: the built-in parent)")
     p.add_argument("--space", help="search space (default: the shipped default space)")
     p.add_argument("--device-profile", default=PROFILE, help="device profile (default: cpu)")
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     code = cli(["search", "--budget", args.budget, "--space", space, "--device-profile",
                 args.device_profile, "--trials", str(args.trials), "--timeout",
                 f"{timeout:.0f}", "--run", str(out), "--study", "demo", "--seed",
-                str(args.seed), *inputs])
+                str(args.seed), *inputs, *([] if args.screen else ["--no-screen"])])
     if code:
         return code
 

@@ -22,7 +22,10 @@ def _search_args(tiny_dir, out, *extra):
 
 def test_three_trial_search_then_export(tiny_dir, tmp_path, cache_dir, capsys):
     out = tmp_path / "run"
-    assert main(_search_args(tiny_dir, out, "--trials", "3")) == 0
+    # --no-screen: on a busy machine the pre-build timing of tiny models can refuse every
+    # arch near the budget; the screen's verdict is tested in test_objective.py and
+    # tests/latency/test_screen.py
+    assert main(_search_args(tiny_dir, out, "--trials", "3", "--no-screen")) == 0
     printed = capsys.readouterr().out
     assert "predicted" in printed and "measured" in printed  # verification table
 
@@ -78,7 +81,7 @@ def test_three_trial_search_then_export(tiny_dir, tmp_path, cache_dir, capsys):
     assert model.config.num_hidden_layers == meta["arch"]["num_hidden_layers"]
 
     # Running the same command again resumes: nothing to add, nothing re-run.
-    assert main(_search_args(tiny_dir, out, "--trials", "3")) == 0
+    assert main(_search_args(tiny_dir, out, "--trials", "3", "--no-screen")) == 0
     assert len(optuna.load_study(study_name="e2e", storage=storage_url(None, out))
                .get_trials()) == len(trials)
     # A non-empty export target is refused with one line.
