@@ -4,8 +4,10 @@ The front is taken over fully evaluated trials only (COMPLETE, feasible, top run
 not a repeat): (accuracy objective, tokens/s), both maximized, where tokens/s is the
 measured value wherever the candidate was measured and the predicted one elsewhere.
 ``verify_front`` measures the front, recomputes it with the measurements, measures any
-candidate that joined it, and repeats until every front member is measured. A measured
-candidate left off the final front is *dominated by measurement*: the study's
+candidate that joined it, and repeats until every front member is measured. The parent
+is measured first: a candidate measured below the budget (a relative budget times the
+parent's measured speed) is not eligible for the front. A measured candidate left off the
+final front is *dominated by measurement*: the study's
 ``dominated_by_measurement/<trial number>`` attribute says so (trials.csv and the report
 show it). Measured tokens/s goes into the study's ``measured_tokens_per_s/<trial number>``
 attribute (study.record_measurement), and the study's ``verification`` attribute holds the
