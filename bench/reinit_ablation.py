@@ -50,12 +50,9 @@ METRICS = ("kd_train_loss_first", "kd_train_loss_final", "kd_loss_step0", "kd_lo
 
 def objective_tasks() -> list[str]:
     """The tasks of the default search objective (configs/search/default.yaml)."""
-    import yaml
+    from plsearch.search.space import load_space
 
-    from plsearch.config import shipped_yaml
-
-    space = yaml.safe_load(shipped_yaml("default", "search", "space", "space").read_text())
-    return list(space["objective"]["tasks"])
+    return list(load_space("default").objective.tasks)
 
 
 def run_shape(shape: str, args) -> list[dict]:

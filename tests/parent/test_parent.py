@@ -33,12 +33,9 @@ def test_package_size_under_40mb():
 
 def _objective_skills() -> list[str]:
     """The skills the default search objective scores (configs/search/default.yaml)."""
-    import yaml
+    from plsearch.search.space import load_space
 
-    from plsearch.config import shipped_yaml
-
-    space = yaml.safe_load(shipped_yaml("default", "search", "space", "space").read_text())
-    return [t.removeprefix("plsearch_") for t in space["objective"]["tasks"]]
+    return [t.removeprefix("plsearch_") for t in load_space("default").objective.tasks]
 
 
 def _rows(skill: str) -> list[dict]:
