@@ -169,7 +169,7 @@ def _profile(args) -> dict:
 
         run = profile_rows(plan, parent_config, timer, profile, settings,
                            seed=args.seed, on_progress=progress)
-    print(f"spread (max - min of the round medians) / median over {settings.rounds} "
+    print(f"spread (median absolute deviation of the round medians / their median) over {settings.rounds} "
           f"interleaved rounds: median "
           f"{100 * run.median_spread:.1f}% of the kept rows; {run.remeasured} rows above "
           f"{100 * run.max_spread:.0f}% measured again; load average {run.load_avg[0]:.2f} "

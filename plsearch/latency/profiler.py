@@ -27,8 +27,9 @@ greedy next-token choice, logits of the last position only):
 
 Trust: every row is visited in ``rounds`` rounds, each round over all rows in a new random
 order, so drift (thermal, other processes) lands on every row instead of one region of
-the grid; a row's samples are pooled over its rounds. Rows whose rounds disagree by more
-than ``max_spread`` (``sample_spread``) are measured again (``retries`` times); rows still too
+the grid; a row's samples are pooled over its rounds (their median ignores one slow round
+of three). Rows whose rounds disagree by more than ``max_spread`` (``sample_spread``: the
+median absolute deviation of the round medians) are measured again (``retries`` times); rows still too
 noisy are refused, never written, and listed by the caller. Every row records the host's
 load average.
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +106,7 @@ class ProfileSettings:
 
 QUICK = ProfileSettings(
     block_shapes=20, prefill_fractions=(0.5, 1.0), decode_points=3, models=4,
-    block_stack=4, warmup=1, repeats=3, model_repeats=1,
+    block_stack=4, warmup=1, repeats=3, model_repeats=2,
 )
 FULL = ProfileSettings(
     block_shapes=64, prefill_fractions=(0.25, 0.5, 1.0), decode_points=6, models=10,
@@ -414,22 +416,26 @@ def profile_rows(
 
 
 def sample_spread(rounds: Sequence[Sequence[float]]) -> float:
-    """How far a row's rounds disagree: (max - min of the round medians) / pooled median.
+    """How far a row's rounds disagree: the median absolute deviation of the round medians
+    over their median.
 
-    Drift between rounds (the machine got busier) is what biases a row's median; a lone
-    slow call inside a round barely moves it. With one round: (p90 - p10) / median.
+    A shared machine (or a VM's neighbours) has slow spells of a few seconds that can slow
+    one round of a row by 1.5-2x; the pooled median ignores such a round, and so does this
+    measure: with 3 rounds it is the gap between the middle round and its nearer neighbour,
+    so a row passes when a majority of its rounds agree. Drift that moves every round
+    apart still counts. With one round: (p90 - p10) / median.
     """
     pooled = [x for visit in rounds for x in visit]
     if len(pooled) < 2:
         return 0.0
-    median = Timing.from_samples(pooled).median_ms
-    if median <= 0:
-        return float("inf")
     if len(rounds) < 2:
         t = Timing.from_samples(pooled)
-        return (t.p90_ms - t.p10_ms) / median
+        return (t.p90_ms - t.p10_ms) / t.median_ms if t.median_ms > 0 else float("inf")
     medians = [Timing.from_samples(list(visit)).median_ms for visit in rounds]
-    return (max(medians) - min(medians)) / median
+    center = statistics.median(medians)
+    if center <= 0:
+        return float("inf")
+    return statistics.median(abs(m - center) for m in medians) / center
 
 
 def _visit(m: Measurement, family, parent_config, timer, profile, dtype, settings,

@@ -21,6 +21,7 @@ from plsearch.latency.profiler import (
     profile_rows,
     run_measurements,
     sample_archs,
+    sample_spread,
     widths,
 )
 from plsearch.latency.table import append_rows, read_table
@@ -146,3 +147,13 @@ def test_loop_engine_rows_name_it(config):
     plan = [m for m in plan_measurements(config, profile, TINY_SETTINGS) if m.part != "block"]
     rows = run_measurements(plan[:3], config, CpuTimer(), profile, TINY_SETTINGS)
     assert {r["engine"] for r in rows} == {"loop"}
+
+
+def test_spread_ignores_one_slow_round_of_three_but_not_rounds_that_drift_apart():
+    # A slow spell of the machine doubles one round: the other two agree, the row passes.
+    assert sample_spread([[10.0, 10.2, 9.9], [20.0, 21.0, 19.5], [10.1, 10.0, 10.3]]) < 0.02
+    # Every round at its own level (drift through the row's visits): that is a spread.
+    spread = sample_spread([[10.0, 10.1], [12.0, 12.1], [14.0, 14.1]])
+    assert spread == pytest.approx(2.0 / 12.05, rel=0.01)
+    # One round: the samples' own p10-p90 range.
+    assert sample_spread([[10.0, 10.0, 10.0, 10.0]]) == 0.0
