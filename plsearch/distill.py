@@ -191,6 +191,9 @@ def kd_retrain(student, teacher, batches: Batches, config: KDConfig, seed: int,
     autocast = _autocast(device, config.bf16)
     teacher.eval()  # its forward runs under no_grad: no graph, no gradients
     student.train()
+    # A forward without backward (held-out KL, scoring) leaves FSDP2's root group gathered;
+    # AdamW must hold the shards, whose gradients are reduced over the ranks.
+    distributed.reshard(student)
     params = [p for p in student.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]  # norms and biases never decay

@@ -53,6 +53,7 @@ __all__ = [
     "lead",
     "load_sharded",
     "rank",
+    "reshard",
     "setup",
     "shard_model",
     "shutdown",
@@ -182,6 +183,21 @@ def is_sharded(model: nn.Module) -> bool:
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(model, FSDPModule)
+
+
+def reshard(model: nn.Module) -> None:
+    """Put back the shards of every FSDP2 group of ``model`` that a forward left gathered.
+
+    FSDP2 keeps the root group gathered from its forward to its backward. After a forward
+    with no backward (a no_grad evaluation) ``model.parameters()`` then yields the gathered
+    copies of the root's parameters: an optimizer built on them would update each rank's
+    copy with its own unreduced gradient. No-op for a model that is not sharded.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
 
 
 def shard_model(model: nn.Module, device: torch.device, *, param_dtype: torch.dtype | None = None,

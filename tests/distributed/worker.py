@@ -49,9 +49,12 @@ def run_checks(with_lm_eval: bool = True) -> dict:
 
     torch.set_num_threads(1)
     student, teacher = _models()
-    result = kd_retrain(student, teacher, _batch_at, KDConfig(steps=KD_STEPS, lr=3e-3), seed=0)
     held_out = [_batch_at(10_000 + i) for i in range(2)]
-    out = {"world": distributed.world_size(),
+    # As a search does: score the fresh student (a forward with no backward, which leaves
+    # FSDP2's root group gathered) before its KD.
+    before = kd_eval(student, teacher, held_out)
+    result = kd_retrain(student, teacher, _batch_at, KDConfig(steps=KD_STEPS, lr=3e-3), seed=0)
+    out = {"world": distributed.world_size(), "kd_eval_before": before,
            "curve": [row["kd_loss"] for row in result.curve],
            "tokens": result.tokens,
            "kd_eval": kd_eval(student, teacher, held_out)}
