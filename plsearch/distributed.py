@@ -212,7 +212,8 @@ def shard_model(model: nn.Module, device: torch.device, *, param_dtype: torch.dt
     the model is only moved to ``device``. The model is modified in place and returned.
     """
     if activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(  # transformers 5's name
+            activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if not is_distributed():
         return model.to(device)

@@ -99,8 +99,9 @@ class RealPipeline:
         with torch.no_grad():
             model, _report = build_candidate(self.builder, self.importance, arch, self._recipe,
                                              calib_batches=self.calib.to(self.builder_device))
-        return distributed.shard_model(model, self.device,  # .to(device) in one process
-                                       param_dtype=_gather_dtype(self.device))
+        return distributed.shard_model(  # .to(device) in one process
+            model, self.device, param_dtype=_gather_dtype(self.device),
+            activation_checkpointing=self.space.kd.activation_checkpointing)
 
     def heldout_kl(self, model) -> tuple[float, float]:
         """(KL(parent || model), its stderr) over the held-out windows, nats per token."""

@@ -106,6 +106,9 @@ class KDSettings:
     ce_weight: float = _KD.ce_weight  # share of plain next-token cross-entropy in the loss
     grad_clip: float = _KD.grad_clip
     data: str = "builtin"  # token source: builtin, a .txt/.jsonl file, an offline HF dataset
+    # Recompute each layer's activations in the backward pass: less memory, about a third
+    # more compute (large parents; see docs/multi-device.md).
+    activation_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
