@@ -80,9 +80,9 @@ def test_space_kd_activation_checkpointing_reaches_the_built_candidate(tiny_dir,
 
 
 def test_a_space_file_turns_activation_checkpointing_on(tmp_path, tiny_dir):
-    from plsearch.search.space import load_space
-
     import yaml
+
+    from plsearch.search.space import load_space
 
     raw = yaml.safe_load(tiny_dir["space"].read_text(encoding="utf-8"))
     raw.setdefault("kd", {})["activation_checkpointing"] = True
