@@ -23,21 +23,26 @@ def register(sub) -> None:
         "predicted tokens/s misses the budget, build the rest from the parent (Pangu Light), "
         "retrain them by KD on a successive-halving ladder, score them, and measure the "
         "Pareto-front candidates end to end. Running the same command again resumes.")
-    p.add_argument("--budget", required=True, metavar="SPEC",
+    p.add_argument("--config", metavar="FILE",
+                   help="a run file (budget, device profile, trials, sampler, storage, seed "
+                   "and the space, as YAML), or a run.json to replay that search (with --run "
+                   "NEWDIR); flags given here win over the file (see "
+                   "plsearch/search/runfile.py)")
+    p.add_argument("--budget", metavar="SPEC",
                    help="speed budget: 1.5x (vs the parent) or 2500tok/s, on the device "
-                   "profile's workload")
+                   "profile's workload (required, here or in --config)")
     p.add_argument("--model", help="parent HF folder (default: the built-in parent)")
     p.add_argument("--space", metavar="YAML", help="search space file or shipped name "
                    "(default: configs/search/default.yaml)")
-    p.add_argument("--device-profile", default="cpu", metavar="YAML",
+    p.add_argument("--device-profile", metavar="YAML",
                    help="device profile file or shipped name (default: cpu)")
     p.add_argument("--latency-db", metavar="CSV", help="latency table (default: "
                    "latency_db/<profile>-<device>.csv, measured by `plsearch profile-npu`)")
-    p.add_argument("--trials", type=int, default=12, metavar="N",
+    p.add_argument("--trials", type=int, metavar="N",
                    help="candidates to build, all workers together; arches that miss the "
                    "budget are recorded but do not count (default 12)")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="start no new trial after this many seconds")
+                   help="start no new trial after this many seconds (default: no limit)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage shared by workers, e.g. "
                    "postgresql://user:pw@host/db (default: sqlite in the run folder)")
     p.add_argument("--study", metavar="NAME", help="study name (default: <space>-<budget>)")
@@ -46,15 +51,15 @@ def register(sub) -> None:
     deprecated_alias(p, "--out", "--run", dest="out", metavar="DIR")
     p.add_argument("--artifacts", metavar="DIR", help="where candidates are saved; a shared "
                    "folder when workers run on several machines (default: <run>/candidates)")
-    p.add_argument("--sampler", choices=SAMPLER_CHOICES, default="gp",
+    p.add_argument("--sampler", choices=SAMPLER_CHOICES,
                    help="Optuna sampler (default gp; all but random see the budget)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--seed", type=int, help="sampler seed (default 0)")
     add_json_arg(p)
-    p.add_argument("--no-verify", dest="verify", action="store_false",
+    p.add_argument("--no-verify", dest="verify", action="store_const", const=False,
                    help="do not measure the Pareto-front candidates at the end")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write report.html")
-    p.add_argument("--no-screen", dest="screen", action="store_false",
+    p.add_argument("--no-screen", dest="screen", action="store_const", const=False,
                    help="do not time archs near the budget before building them (feasibility "
                    "then rests on the predictor alone)")
     p.set_defaults(func=cmd_search)
@@ -102,13 +107,7 @@ def _search(args):
     if not args.verbose:
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
 
-    opts = SearchOptions(
-        budget=args.budget, model=args.model, space=args.space,
-        device_profile=args.device_profile, latency_db=args.latency_db, trials=args.trials,
-        timeout=args.timeout, storage=args.storage, study=args.study, out=args.out,
-        artifacts=args.artifacts, sampler=args.sampler, seed=args.seed, verify=args.verify,
-        screen=args.screen,
-        command=_command_line(args))
+    opts = SearchOptions(**_option_values(args), command=_command_line(args))
     summary = run_search(opts, on_trial=_print_trial,
                          on_stage=lambda m: print(f"== {m}", flush=True),
                          on_progress=lambda m: print(f"   .. {m}", flush=True))
@@ -127,8 +126,27 @@ def _search(args):
     return summary
 
 
-_REPRODUCE = ("budget", "model", "space", "device_profile", "latency_db", "trials", "timeout",
-              "study", "out", "artifacts", "sampler", "seed")
+_REPRODUCE = ("config", "budget", "model", "space", "device_profile", "latency_db", "trials",
+              "timeout", "study", "out", "artifacts", "sampler", "seed")
+_OPTIONS = ("budget", "model", "space", "device_profile", "latency_db", "trials", "timeout",
+            "storage", "study", "out", "artifacts", "sampler", "seed", "verify", "screen")
+
+
+def _option_values(args) -> dict:
+    """SearchOptions fields: the --config file's, overridden by the flags given."""
+    from plsearch.errors import ConfigError
+    from plsearch.search.runfile import read_run_file
+
+    values, replay = read_run_file(args.config) if args.config else ({}, False)
+    values.update({name: getattr(args, name) for name in _OPTIONS
+                   if getattr(args, name) is not None})
+    if replay and args.out is None:
+        raise ConfigError(f"replaying {args.config} needs --run NEWDIR (its own run folder "
+                          "would resume that search, not replay it)")
+    if "budget" not in values:
+        raise ConfigError("--budget is required (or budget: in the --config file), e.g. "
+                          "--budget 1.5x")
+    return values
 
 
 def _command_line(args) -> str:
@@ -141,6 +159,7 @@ def _command_line(args) -> str:
             parts += [f"--{flag}", shlex.quote(str(value))]
     if args.storage:
         parts += ["--storage", "URL"]
+    parts += [f"--no-{name}" for name in ("verify", "screen") if getattr(args, name) is False]
     return " ".join(parts)
 
 

@@ -58,7 +58,9 @@ class SearchOptions:
 
     budget: str
     model: str | None = None  # None: the built-in parent
-    space: str | None = None  # YAML path or shipped name; None: configs/search/default.yaml
+    # YAML path or shipped name; None: configs/search/default.yaml; a mapping: the space
+    # itself (a run file's inline space, a replayed run.json's)
+    space: str | dict | None = None
     device_profile: str = "cpu"
     latency_db: str | None = None
     trials: int = 12  # candidates built (arches that miss the budget do not count)
@@ -153,7 +155,8 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
     grid = space.resolve(parent_arch, profile.alignment)
     if latency is None:
         latency = load_latency(profile, opts.latency_db, profile_name=opts.device_profile,
-                               space=opts.space or "configs/search/default.yaml",
+                               space=None if isinstance(opts.space, dict)
+                               else opts.space or "configs/search/default.yaml",
                                parent_config=config)
 
     def predict(arch) -> float:

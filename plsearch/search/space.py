@@ -200,8 +200,12 @@ class SearchSpace:
         return SearchGrid(parent=parent, values=values)
 
     def to_dict(self) -> dict[str, Any]:
+        """The space as a space file's mapping (``parse_space`` reads it back); where it was
+        read from is left out, so a moved file is the same space."""
         out = dataclasses.asdict(self)
+        del out["source"]
         out["axes"] = {name: list(axis.values) for name, axis in self.axes.items()}
+        out["ladder"]["rungs"] = [dict(rung) for rung in out["ladder"]["rungs"]]
         return out
 
 
@@ -292,8 +296,11 @@ def space_path(name_or_path: str | Path | None) -> Path:
     return shipped_yaml(name_or_path, "search", "search space", "space")
 
 
-def load_space(path: str | Path | None = None) -> SearchSpace:
-    """Read and validate a space file; one ConfigError lists every problem in it."""
+def load_space(path: str | Path | dict | None = None) -> SearchSpace:
+    """Read and validate a space file (or a space file's mapping, as a run file or run.json
+    holds it inline); one ConfigError lists every problem in it."""
+    if isinstance(path, dict):
+        return parse_space(path, source="the run file's space")
     path = space_path(path)
     return parse_space(read_yaml(path), source=str(path))
 
