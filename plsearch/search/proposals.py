@@ -17,8 +17,9 @@ the aligned grid meet the budget:
   infeasible arch is never built, never scored and never reported to the sampler, and the
   params Optuna records are the arch that is built.
 - The budget band (feasible archs at most 15% above the budget, the most capable shapes
-  that still meet it) comes first: ``first`` archs (the band's largest) are proposed before
-  the inner sampler is asked anything.
+  that still meet it) comes first: its largest archs are proposed before the inner sampler
+  is asked anything, until ``first_count`` of them passed the pre-build timing check (a
+  refused one hands its place to the next).
 - Speed bins: the feasible set's predicted speeds cut into equal-count bins; the ladder
   compares a candidate only with candidates of its bin, so speed alone carries no one up.
 """
@@ -125,13 +126,19 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
     """An Optuna sampler whose every proposal is a feasible, not yet tried, arch."""
 
     def __init__(self, inner: optuna.samplers.BaseSampler, grid: SearchGrid,
-                 feasible: FeasibleSet, seed: int = 0, first: tuple[ArchConfig, ...] = ()):
+                 feasible: FeasibleSet, seed: int = 0, first: tuple[ArchConfig, ...] = (),
+                 first_count: int | None = None):
         if not feasible.archs:
             raise ValueError("FeasibleSampler needs at least one feasible arch")
         self.inner = inner
         self.grid = grid
         self.feasible = feasible
-        self.first = tuple(first)  # proposed before anything else while untried (the band)
+        # ``first`` (the budget band, largest first) is proposed before anything else until
+        # ``first_count`` of its archs were tried and not ruled out by the pre-build timing
+        # check (a refused band arch hands its place to the next one); at most
+        # 4 x first_count band archs are tried that way.
+        self.first = tuple(first)
+        self.first_count = len(self.first) if first_count is None else first_count
         self._rng = random.Random(seed)
         self._searched = [n for n in AXES if len(grid.values[n]) > 1]
         self._coords = [self._position(a) for a in feasible.archs]
@@ -196,10 +203,21 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         return tried
 
     def _first_untried(self, study) -> ArchConfig | None:
-        if not self.first:
+        if not self.first or self.first_count <= 0:
             return None
-        tried = self._tried(study)
-        return next((a for a in self.first if a not in tried), None)
+        from plsearch.search.record import TrialRecord
+
+        band = set(self.first)
+        tried_band, kept = 0, 0
+        for t in study.get_trials(deepcopy=False):
+            record = TrialRecord.from_trial(t)
+            if record.arch in band:
+                band.discard(record.arch)  # a repeat of an arch counts once
+                tried_band += 1
+                kept += record.feasible is not False  # refused by the timing check: False
+        if kept >= self.first_count or tried_band >= 4 * self.first_count:
+            return None
+        return next((a for a in self.first if a in band), None)
 
     def _untried(self, study) -> list[int]:
         tried = self._tried(study)

@@ -220,12 +220,15 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         stage(f"study {name} in {st._redact(url)}")
         stage(f"budget {plan.budget.spec} = {plan.need:,.0f} tokens/s predicted (parent "
               f"{plan.parent_tokens_per_s:,.0f}): {plan.feasible.describe()}")
-        first = tuple(plan.feasible.band()[:plan.space.ladder.band_first])
+        band = tuple(plan.feasible.band())
+        count = min(plan.space.ladder.band_first, len(band))
         sampler = FeasibleSampler(st.make_sampler(opts.sampler, opts.seed, opts.trials),
-                                  plan.grid, plan.feasible, seed=opts.seed, first=first)
-        if first:
-            stage(f"proposed first: the {len(first)} largest archs of the budget band "
-                  f"({'; '.join(str(a) for a in first)})")
+                                  plan.grid, plan.feasible, seed=opts.seed, first=band,
+                                  first_count=count)
+        if count:
+            stage(f"proposed first: the {count} largest archs of the budget band "
+                  f"({'; '.join(str(a) for a in band[:count])}), the next ones in the place "
+                  "of any the timing check refuses")
         study = st.open_study(url, name, sampler, opts.heartbeat_interval, opts.grace_period)
         try:
             attrs = _record_study(study, plan, opts, name, run_dir, artifacts)

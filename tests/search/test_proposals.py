@@ -84,6 +84,28 @@ def test_no_infeasible_arch_is_ever_built_or_scored(sampler, tmp_path):
     assert len(set(pipeline.built)) == len(pipeline.built)  # nothing proposed twice
 
 
+def test_a_band_arch_refused_by_the_timing_check_hands_its_place_to_the_next(tmp_path):
+    grid, pipeline, need, feasible = _setup()
+    band = tuple(feasible.band())
+    assert len(band) >= 4
+    refused = set(band[:2])  # measured below the budget before their build
+
+    def screen(arch):
+        return (0.5 * need if arch in refused else 2.0 * need), need
+
+    sampler = FeasibleSampler(make_sampler("tpe", 0, 8), grid, feasible, seed=0, first=band,
+                              first_count=2)
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    objective = make_objective(pipeline, grid, SPACE, need, tmp_path / "c", feasible=feasible,
+                               screen=screen)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=6)
+    tried = [ArchConfig.from_dict(t.user_attrs["arch"]) for t in study.get_trials()]
+    assert tried[:4] == list(band[:4])  # two refused, then the next two of the band
+    assert pipeline.built[:2] == list(band[2:4])  # the largest band archs that pass, built first
+    assert sampler._first_untried(study) is None  # two band archs built: the sampler's turn
+
+
 def test_the_search_states_the_feasible_count(tiny_dir, tmp_path):
     from plsearch.search.run import SearchOptions, run_search
 
