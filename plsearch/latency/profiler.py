@@ -76,7 +76,6 @@ __all__ = [
     "load_space_axes",
     "plan_measurements",
     "profile_rows",
-    "run_measurements",
     "sample_archs",
 ]
 
@@ -323,21 +322,6 @@ class ProfileRun:
     max_spread: float
     median_spread: float  # over the kept rows
     load_avg: tuple[float, float]  # host load average at the start and the end
-
-
-def run_measurements(
-    plan: Sequence[Measurement],
-    parent_config,
-    timer: Timer,
-    profile: DeviceProfile,
-    settings: ProfileSettings,
-    *,
-    seed: int = 0,
-    on_progress: Callable[[int, int, Measurement], None] | None = None,
-) -> list[dict[str, object]]:
-    """Time every planned measurement; one table row (a dict) per kept measurement."""
-    return profile_rows(plan, parent_config, timer, profile, settings, seed=seed,
-                        on_progress=on_progress).rows
 
 
 def profile_rows(

@@ -18,7 +18,8 @@ A run file holds the search's options and its space::
 
 The keys are those of `plsearch search`'s flags (``run`` for ``--run``, ``device_profile``
 for ``--device-profile``, ``verify``/``screen`` for ``--no-verify``/``--no-screen``); a flag
-given on the command line wins over the file. Every search writes run.json into its run
+given on the command line wins over the file. Relative paths (space, model, device_profile,
+latency_db) are read next to the run file where such a file exists there. Every search writes run.json into its run
 folder: its options and the whole space as it ran. ``--config RUN/run.json --run NEW``
 replays that search (same parent, budget, device profile, sampler, seed, trials and space)
 as a new study in NEW; its storage, study name and artifacts folder are not carried over
@@ -97,8 +98,10 @@ def read_run_file(path: str | Path) -> tuple[dict[str, Any], bool]:
         values[field] = value
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems) + "; fix the file")
-    if isinstance(values.get("space"), str) and not Path(values["space"]).is_absolute():
-        relative = path.parent / values["space"]  # a space file next to the run file
-        if relative.exists():
-            values["space"] = str(relative)
+    for key in ("space", "model", "device_profile", "latency_db"):  # files next to the run file
+        value = values.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute():
+            beside = path.parent / value
+            if beside.exists():
+                values[key] = str(beside)
     return values, False

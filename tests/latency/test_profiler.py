@@ -19,7 +19,6 @@ from plsearch.latency.profiler import (
     load_space_axes,
     plan_measurements,
     profile_rows,
-    run_measurements,
     sample_archs,
     sample_spread,
     widths,
@@ -60,8 +59,8 @@ def test_plan_covers_every_part_in_a_seeded_order(config):
 def test_measurements_become_valid_table_rows(config, tmp_path):
     plan = plan_measurements(config, PROFILE, TINY_SETTINGS, seed=0)
     seen = []
-    rows = run_measurements(plan, config, CpuTimer("thread"), PROFILE, TINY_SETTINGS,
-                            on_progress=lambda done, total, m: seen.append((done, total)))
+    rows = profile_rows(plan, config, CpuTimer("thread"), PROFILE, TINY_SETTINGS,
+                        on_progress=lambda done, total, m: seen.append((done, total))).rows
     assert seen[-1] == (len(plan), len(plan))
     table = append_rows(tmp_path / "t.csv", rows)
     assert read_table(tmp_path / "t.csv").shape == table.shape == (len(plan), table.shape[1])
@@ -113,7 +112,7 @@ def test_axes_from_parent_are_aligned(config):
 
 def test_head_rows_time_a_model_without_layers(config):
     plan = [m for m in plan_measurements(config, PROFILE, TINY_SETTINGS) if m.part == "head"]
-    rows = run_measurements(plan[:1], config, CpuTimer(), PROFILE, TINY_SETTINGS)
+    rows = profile_rows(plan[:1], config, CpuTimer(), PROFILE, TINY_SETTINGS).rows
     assert rows[0]["num_hidden_layers"] == 0 and torch.get_num_threads() == 1
 
 
@@ -145,7 +144,7 @@ def test_rows_too_noisy_are_measured_again_then_refused(config):
 def test_loop_engine_rows_name_it(config):
     profile = dataclasses.replace(PROFILE, engine="loop")
     plan = [m for m in plan_measurements(config, profile, TINY_SETTINGS) if m.part != "block"]
-    rows = run_measurements(plan[:3], config, CpuTimer(), profile, TINY_SETTINGS)
+    rows = profile_rows(plan[:3], config, CpuTimer(), profile, TINY_SETTINGS).rows
     assert {r["engine"] for r in rows} == {"loop"}
 
 

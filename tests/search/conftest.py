@@ -14,12 +14,7 @@ def tiny_dir(tmp_path_factory):
 
     from plsearch.config import load_device_profile
     from plsearch.families import get_family
-    from plsearch.latency.profiler import (
-        QUICK,
-        load_space_axes,
-        plan_measurements,
-        run_measurements,
-    )
+    from plsearch.latency.profiler import QUICK, load_space_axes, plan_measurements, profile_rows
     from plsearch.latency.table import append_rows
     from plsearch.latency.timers import get_timer
     from plsearch.models import read_config
@@ -39,7 +34,7 @@ def tiny_dir(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rows = run_measurements(plan, config, get_timer("cpu"), profile, settings, seed=0)
+        rows = profile_rows(plan, config, get_timer("cpu"), profile, settings, seed=0).rows
     finally:
         torch.set_num_threads(threads)
     paths["table"] = root / "tiny-cpu.csv"
