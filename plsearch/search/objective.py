@@ -215,9 +215,10 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
             save(screened_tokens_per_s=float(measured))
             if measured < threshold:
                 save(feasible=False, seconds=took())
-                logger.warning("trial %d: %s measured %.0f tokens/s < %.0f (the budget, "
-                               "timed alike) before the build; not built", trial.number, arch,
-                               measured, threshold)
+                logger.warning("trial %d: %s at %.0f tokens/s < %.0f (the budget) before the "
+                               "build (timed with random weights near the budget, else the "
+                               "refined prediction); not built", trial.number, arch, measured,
+                               threshold)
                 raise optuna.TrialPruned("measured below the budget: not built, not scored")
 
         twin = _evaluated_twin(trial, arch, pipeline.recipe)

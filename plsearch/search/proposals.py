@@ -27,8 +27,10 @@ the aligned grid meet the budget:
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,8 +143,25 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         self.first_count = len(self.first) if first_count is None else first_count
         self._rng = random.Random(seed)
         self._searched = [n for n in AXES if len(grid.values[n]) > 1]
+        self._all = feasible  # narrow() picks from this, so a looser correction can widen
         self._coords = [self._position(a) for a in feasible.archs]
         self._chosen: dict[int, ArchConfig] = {}  # trial id -> arch (independent sampling)
+        self.exhausted = False  # narrow() left no arch: nothing meets the budget as measured
+
+    def narrow(self, keep: Callable[[ArchConfig], bool]) -> int:
+        """Propose only the feasible archs that ``keep`` accepts from now on (the latency
+        correction learnt from measurements during the search says the others miss the
+        budget); returns how many are left. With none left the proposals stay as they were
+        and ``exhausted`` is set."""
+        idx = [i for i, a in enumerate(self._all.archs) if keep(a)]
+        self.exhausted = not idx
+        if idx:
+            pick = lambda values: tuple(values[i] for i in idx)
+            self.feasible = dataclasses.replace(
+                self._all, archs=pick(self._all.archs),
+                tokens_per_s=pick(self._all.tokens_per_s), params=pick(self._all.params))
+            self._coords = [self._position(a) for a in self.feasible.archs]
+        return len(idx)
 
     # -- the Optuna sampler interface
 
@@ -207,17 +226,18 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
             return None
         from plsearch.search.record import TrialRecord
 
-        band = set(self.first)
-        tried_band, kept = 0, 0
+        left = set(self.first) & set(self.feasible.archs)  # untried, still feasible
+        seen: set[ArchConfig] = set()
+        kept = 0
         for t in study.get_trials(deepcopy=False):
             record = TrialRecord.from_trial(t)
-            if record.arch in band:
-                band.discard(record.arch)  # a repeat of an arch counts once
-                tried_band += 1
+            if record.arch in self.first and record.arch not in seen:
+                seen.add(record.arch)  # a repeat of an arch counts once
+                left.discard(record.arch)
                 kept += record.feasible is not False  # refused by the timing check: False
-        if kept >= self.first_count or tried_band >= 4 * self.first_count:
+        if kept >= self.first_count or len(seen) >= 4 * self.first_count:
             return None
-        return next((a for a in self.first if a in band), None)
+        return next((a for a in self.first if a in left), None)
 
     def _untried(self, study) -> list[int]:
         tried = self._tried(study)

@@ -257,7 +257,8 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         eta = _Eta(study, opts.trials, on_progress)
         objective = make_objective(pipeline, plan.grid, plan.space, plan.need, artifacts,
                                    feasible=plan.feasible, progress=eta.say,
-                                   screen=_screener(plan, study) if opts.screen else None,
+                                   screen=_screener(plan, study, sampler.narrow, stage)
+                                   if opts.screen else None,
                                    candidate_meta={
             "parent": attrs["parent"], "parent_arch": plan.parent_arch.to_dict(),
             "study": name, "device_profile": plan.profile.name,
@@ -269,7 +270,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         stage(f"searching: {opts.trials} candidates, budget {plan.budget.spec} = "
               f"{plan.need:,.0f} tokens/s predicted (parent {plan.parent_tokens_per_s:,.0f})")
         eta.start()
-        _optimize(study, objective, opts, on_trial)
+        _optimize(study, objective, opts, on_trial, sampler)
         distributed.stop_followers(pipeline)
         distributed.shutdown()  # the rest (verification, outputs) is rank 0's alone
         del pipeline  # frees the parent before candidates are measured
@@ -386,8 +387,10 @@ def fastest_arch(grid, predict, seed: int = 0, limit: int = 5000):
     return predict(best), best
 
 
-def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial) -> None:
-    """One trial at a time until enough candidates were built (by every worker together)."""
+def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial,
+              sampler=None) -> None:
+    """One trial at a time until enough candidates were built (by every worker together),
+    or until the sampler has no arch left that meets the budget as measured."""
     start = time.monotonic()
     max_infeasible = max(20, 5 * opts.trials)
     callbacks = [lambda s, t: on_trial(t)] if on_trial else []
@@ -397,7 +400,7 @@ def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial) -> 
         with warnings_silenced():  # fail_stale_trials is "experimental" in Optuna
             optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
-        if built_count(trials) >= opts.trials:
+        if built_count(trials) >= opts.trials or getattr(sampler, "exhausted", False):
             break
         if opts.timeout is not None and time.monotonic() - start >= opts.timeout:
             logger.warning("timeout: no new trial after %.0f s", opts.timeout)
@@ -524,13 +527,18 @@ def _write_json(path: Path, data: Any) -> None:
     atomic.write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _screener(plan: SearchPlan, study: optuna.Study):
+NARROW_MARGIN = 0.05  # proposals keep archs the refined predictor puts up to 5% below the budget
+
+
+def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None):
     """Issue 13's pre-build check: near the budget, an arch is timed with random weights
     through the profile's engine (plsearch.latency.screen) and the measurement decides
     (for a relative budget: against the parent's shape timed the same way, in this run).
     Each measurement is a (predicted, measured) pair in the study's ``latency_pairs``; the
-    check's predictor is refined on them as they come (plsearch.latency.refine). None when
-    the device is not here or the latency is a stand-in (tests)."""
+    check's predictor is refined on them as they come (plsearch.latency.refine), and
+    ``narrow(keep)`` (FeasibleSampler.narrow) then leaves out of the proposals the archs
+    the refined predictor puts more than 5% below the budget. None when the device is not
+    here or the latency is a stand-in (tests)."""
     latency = plan.latency
     if not getattr(latency, "local", False) or not hasattr(latency, "with_correction"):
         return None
@@ -554,7 +562,25 @@ def _screener(plan: SearchPlan, study: optuna.Study):
             pairs.append((plan.parent_tokens_per_s, parent_measured))
             study.set_user_attr("latency_pairs", [list(p) for p in pairs])
         need = plan.budget.value * parent_measured
-    state = {"latency": latency.with_correction(fit_correction(pairs)) if pairs else latency}
+    state = {"latency": latency}
+
+    def refit() -> None:
+        state["latency"] = latency.with_correction(fit_correction(pairs))
+        if narrow is None:
+            return
+        refined = state["latency"]
+
+        def keep(arch) -> bool:
+            return refined.tokens_per_s(arch, plan.profile) >= need * (1 - NARROW_MARGIN)
+
+        left = narrow(keep)
+        if stage is not None:
+            stage(f"latency correction refitted on {len(pairs)} measurements: {left:,} "
+                  "archs left to propose" if left else
+                  "no arch of the space meets the budget as measured; stopping")
+
+    if pairs:
+        refit()
 
     def screen(arch) -> tuple[float, float] | None:
         checked = screen_arch(arch, need, state["latency"], plan.profile, parent_config,
@@ -563,7 +589,7 @@ def _screener(plan: SearchPlan, study: optuna.Study):
             return None if checked.feasible else (checked.refined_tokens_per_s, need)
         pairs.append(checked.pair)
         study.set_user_attr("latency_pairs", [list(p) for p in pairs])
-        state["latency"] = latency.with_correction(fit_correction(pairs))
+        refit()
         return checked.measured_tokens_per_s, need
 
     return screen

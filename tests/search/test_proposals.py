@@ -106,6 +106,25 @@ def test_a_band_arch_refused_by_the_timing_check_hands_its_place_to_the_next(tmp
     assert sampler._first_untried(study) is None  # two band archs built: the sampler's turn
 
 
+def test_narrow_leaves_out_what_the_refined_predictor_rules_out(tmp_path):
+    grid, pipeline, need, feasible = _setup()
+    band = tuple(feasible.band())
+    sampler = FeasibleSampler(make_sampler("random", 0, 8), grid, feasible, seed=0,
+                              first=band, first_count=1)
+    fast = {a for a in feasible.archs if pipeline.predict(a) >= 1.3 * need}
+    assert 0 < len(fast) < feasible.count and band[0] not in fast
+    assert sampler.narrow(lambda arch: arch in fast) == len(fast) and not sampler.exhausted
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    objective = make_objective(pipeline, grid, SPACE, need, tmp_path / "c", feasible=feasible)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=5)
+    assert pipeline.built and set(pipeline.built) <= fast  # the band's slow archs included
+    # Nothing left: the proposals stay as they were and the search is told to stop.
+    assert sampler.narrow(lambda arch: False) == 0 and sampler.exhausted
+    assert set(sampler.feasible.archs) == fast
+    assert sampler.narrow(lambda arch: True) == feasible.count and not sampler.exhausted
+
+
 def test_the_search_states_the_feasible_count(tiny_dir, tmp_path):
     from plsearch.search.run import SearchOptions, run_search
 

@@ -171,3 +171,24 @@ def test_other_samplers(tiny_dir, tmp_path, sampler):
                          pipeline_factory=fake_pipeline)
     assert summary.built == 6
     assert _load(out).user_attrs["sampler"] == sampler
+
+
+def test_the_search_stops_when_no_arch_meets_the_budget_as_measured():
+    """FeasibleSampler.narrow left nothing (sampler.exhausted): no further trial runs."""
+    from types import SimpleNamespace
+
+    from plsearch.search.run import _optimize
+
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    ran = []
+
+    def objective(trial):
+        ran.append(trial.number)
+        trial.set_user_attr("feasible", True)  # a built candidate, as the search counts
+        return 0.5, 100.0
+
+    opts = SearchOptions(budget="1.5x", trials=3)
+    _optimize(study, objective, opts, None, SimpleNamespace(exhausted=True))
+    assert ran == []
+    _optimize(study, objective, opts, None, SimpleNamespace(exhausted=False))
+    assert ran == [0, 1, 2]
