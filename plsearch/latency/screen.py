@@ -48,13 +48,19 @@ class Screen:
 
 def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, parent_config,
                 *, margin: float = 0.10, repeats: int = 3, seed: int = 0,
-                absorbed: bool = False) -> Screen:
+                absorbed: bool = False,
+                reference: tuple[ArchConfig, float] | None = None) -> Screen:
     """Is ``arch`` fast enough for ``need`` tokens/s? Measured when near the budget.
 
     ``latency``: a plsearch.latency.lookup.Latency; its device must be here (``local``) for
     a measurement, else the refined prediction decides. ``absorbed``: time the family's
-    post-norm-absorbed model type (what the pangu recipe builds).
+    post-norm-absorbed model type (what the pangu recipe builds). ``reference``: (the
+    parent's arch, its tokens/s when ``need`` was set from it) for a relative budget: the
+    parent is timed again alternately with the arch (2 rounds each) and ``need`` moves with
+    it, so a slow spell of the machine slows both sides of the comparison alike.
     """
+    import statistics
+
     from plsearch.latency.engine import measure_arch
 
     predicted = latency.predicted_tokens_per_s(arch, profile)
@@ -66,10 +72,24 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
         return Screen(predicted, refined, None, need, feasible,
                       f"predicted {refined:.1f} tok/s {'>=' if feasible else '<'} budget "
                       f"{need:.1f} ({where})")
-    measured = measure_arch(arch, parent_config, profile, repeats=repeats, seed=seed,
-                            absorbed=absorbed).tokens_per_s
+    def timed(which: ArchConfig, is_absorbed: bool) -> float:
+        return measure_arch(which, parent_config, profile, repeats=repeats, seed=seed,
+                            absorbed=is_absorbed).tokens_per_s
+
+    if reference is None:
+        measured = timed(arch, absorbed)
+        beside = ""
+    else:
+        parent_arch, parent_then = reference
+        ours, theirs = [], []
+        for _ in range(2):
+            theirs.append(timed(parent_arch, False))
+            ours.append(timed(arch, absorbed))
+        measured, parent_now = statistics.median(ours), statistics.median(theirs)
+        need = need * parent_now / parent_then
+        beside = f"; the parent timed beside it at {parent_now:.1f}"
     feasible = measured >= need
     return Screen(predicted, refined, measured, need, feasible,
                   f"measured {measured:.1f} tok/s {'>=' if feasible else '<'} budget "
                   f"{need:.1f} (predicted {refined:.1f}; random weights through "
-                  f"{profile.engine})")
+                  f"{profile.engine}{beside})")

@@ -64,3 +64,21 @@ def test_the_correction_moves_the_screen(latency, config):
     screen = screen_arch(arch, predicted * 0.8, corrected, PROFILE, config, margin=0.01)
     assert screen.refined_tokens_per_s == pytest.approx(predicted / 2)
     assert not screen.feasible and screen.measured_tokens_per_s is None
+
+
+def test_a_relative_budget_times_the_parent_beside_the_arch(latency, config):
+    family = get_family(config)
+    parent = family.arch_from_config(config)
+    arch = parent.replace(num_hidden_layers=1)
+    near = 1e9
+    alone = screen_arch(arch, 1.0, latency, PROFILE, config, margin=near, repeats=1)
+    # Now the machine is far slower than when the parent was timed for the budget (1e9
+    # tokens/s then): timed again beside the arch, the budget moves down with it.
+    beside = screen_arch(arch, alone.measured_tokens_per_s * 2, latency, PROFILE, config,
+                         margin=near, repeats=1, reference=(parent, 1e9))
+    assert beside.feasible and beside.need < alone.measured_tokens_per_s
+    assert "the parent timed beside it" in beside.reason
+    # The same measured speeds without the parent beside it: the fixed budget refuses it.
+    fixed = screen_arch(arch, alone.measured_tokens_per_s * 2, latency, PROFILE, config,
+                        margin=near, repeats=1)
+    assert not fixed.feasible
