@@ -85,15 +85,29 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
                  *, repeats: int = 5, seed: int = 0, measure=None) -> dict[str, Any]:
     """Measure the front (and the parent) on this machine until measured speed decides it.
 
+    Each candidate is timed beside the parent (alternately, 2 rounds each) and recorded on
+    the scale of the parent's first measurement, which sets the measured budget.
     ``measure(candidate_dir) -> tokens/s`` replaces loading and timing a saved candidate
     (tests). Candidates already measured (another worker verified them) are not measured
     again.
     """
     from plsearch.search.study import record_measurement
 
-    measure = measure or (lambda folder: _measure_folder(folder, profile, repeats, seed))
+    timed = measure or (lambda folder: _measure_folder(folder, profile, repeats, seed))
     if study.user_attrs.get("parent_measured_tokens_per_s") is None:  # the measured budget
-        study.set_user_attr("parent_measured_tokens_per_s", measure(str(parent_dir)))
+        study.set_user_attr("parent_measured_tokens_per_s", timed(str(parent_dir)))
+    parent_then = study.user_attrs["parent_measured_tokens_per_s"]
+
+    def measure(folder: str) -> float:
+        """The candidate timed beside the parent (2 alternating rounds), on the scale of the
+        parent's first measurement: a slow spell of the machine between the two would
+        otherwise read as a slow candidate (or a fast one)."""
+        ours, theirs = [], []
+        for _ in range(2):
+            theirs.append(timed(str(parent_dir)))
+            ours.append(timed(folder))
+        return statistics.median(ours) * parent_then / statistics.median(theirs)
+
     unmeasurable: set[int] = set()
     for _ in range(len(study.get_trials(deepcopy=False)) + 1):
         todo = [r for r in pareto_front(study) if r.measured_tokens_per_s is None

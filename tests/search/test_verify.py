@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 
 from plsearch.arch import ArchConfig
 from plsearch.search.export import choose_trial
@@ -42,15 +43,18 @@ def test_a_candidate_that_joins_the_front_once_measured_is_measured_too(tmp_path
     summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent", measure=measure)
     # trial 0 runs at 150 measured: trial 2 (0.55 at 190 predicted) is no longer dominated,
     # so it is measured too (180), and stays on the front
-    assert calls == ["parent", "trial-1", "trial-0", "trial-2"]  # the parent first: the budget
+    # the parent first (the measured budget), then each candidate beside the parent
+    beside = [name for c in ("trial-1", "trial-0", "trial-2") for name in ("parent", c) * 2]
+    assert calls == ["parent", *beside]
     assert [r.number for r in pareto_front(study)] == [1, 2, 0]  # fastest first
     assert summary["dominated_by_measurement"] == []
 
 
 def test_a_candidate_dominated_by_measurement_leaves_the_front_and_is_marked(tmp_path):
     study = _study(tmp_path, [(0.6, 200.0), (0.5, 300.0)])  # both on the predicted front
-    summary = verify_front(study, profile=None, parent_dir=tmp_path,
-                           measure=lambda folder: 100.0 if folder.endswith("trial-1") else 250.0)
+    measured = {"trial-0": 250.0, "trial-1": 100.0, "parent": 120.0}
+    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent",
+                           measure=lambda folder: measured[folder.rsplit("/", 1)[-1]])
     records = [TrialRecord.from_trial(t, study.user_attrs) for t in study.get_trials()]
     assert [r.number for r in pareto_front(study)] == [0]
     assert records[1].dominated_by_measurement and not records[0].dominated_by_measurement
@@ -64,8 +68,9 @@ def test_a_candidate_dominated_by_measurement_leaves_the_front_and_is_marked(tmp
 def test_best_for_uses_measured_speed(tmp_path):
     study = _study(tmp_path, [(0.6, 160.0), (0.5, 300.0)])  # both predicted to meet 1.5x
     study.set_user_attr("parent_measured_tokens_per_s", 100.0)
-    verify_front(study, profile=None, parent_dir=tmp_path,
-                 measure=lambda folder: 140.0 if folder.endswith("trial-0") else 280.0)
+    measured = {"trial-0": 140.0, "trial-1": 280.0, "parent": 100.0}
+    verify_front(study, profile=None, parent_dir=tmp_path / "parent",
+                 measure=lambda folder: measured[folder.rsplit("/", 1)[-1]])
     # trial 0 measured 1.4x the parent's measured speed: it misses 1.5x; trial 1 meets it
     assert choose_trial(study, best_for="1.5x").number == 1
     assert choose_trial(study, best_for="1.3x").number == 0
@@ -83,3 +88,27 @@ def test_a_candidate_measured_below_the_budget_leaves_the_front(tmp_path):
     assert summary["missed_budget_measured"] == [0]
     records = [TrialRecord.from_trial(t, study.user_attrs) for t in study.get_trials()]
     assert records[0].dominated_by_measurement and not records[1].dominated_by_measurement
+
+
+def test_a_slow_spell_during_a_candidate_slows_the_parent_beside_it_too(tmp_path):
+    # predicted at 1.6x and 3x the parent's 100; the parent runs 120 when the budget is set
+    study = _study(tmp_path, [(0.6, 160.0), (0.5, 300.0)])
+    study.set_user_attr("budget", {"spec": "1.5x", "tokens_per_s": 150.0})
+    speed = {"trial-0": 200.0, "trial-1": 330.0, "parent": 120.0}  # 1.67x and 2.75x
+    calls = []
+
+    def measure(folder: str) -> float:
+        name = folder.rsplit("/", 1)[-1]
+        calls.append(name)
+        # calls: the parent (the budget), then fastest first, each candidate beside the
+        # parent: 1-4 trial 1, 5-8 trial 0, when the machine runs at half speed
+        spell = 0.5 if 5 <= len(calls) - 1 <= 8 else 1.0
+        return speed[name] * spell
+
+    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent", measure=measure)
+    rows = {r["trial"]: r for r in summary["candidates"]}
+    # timed alone trial 0 would read 100 < 180 (the budget); beside the parent it is 200
+    assert rows[0]["measured_tokens_per_s"] == pytest.approx(200.0)
+    assert summary["missed_budget_measured"] == []
+    assert [r.number for r in pareto_front(study)] == [1, 0]
+    assert calls[5:9] == ["parent", "trial-0", "parent", "trial-0"]
