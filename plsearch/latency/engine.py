@@ -214,21 +214,32 @@ def measure_arch(arch, parent_config, profile, *, repeats: int = 3, seed: int = 
     not change the time of a dense model. ``absorbed``: the family's post-norm-absorbed
     model type (what the pangu recipe exports), where the family has one.
     """
-    from plsearch.families import get_family
-
-    family = get_family(parent_config.model_type)
-    timer = timer or profile_timer(profile)
-    if timer is None:
-        raise DeviceError(f"the {profile.kind} device of profile {profile.name} is not on this "
-                          "machine; measure candidates where it is")
-    torch.manual_seed(seed)
-    with device_threads(profile):
-        model = build_random_model(family, parent_config, arch, timer.device,
-                                   TORCH_DTYPES[profile.dtype], profile.attn_implementation,
-                                   absorbed=absorbed)
+    timer = timer or local_timer(profile)
+    model = random_arch_model(arch, parent_config, profile, timer, seed=seed, absorbed=absorbed)
     measured = measure_model(model, profile, repeats=repeats, seed=seed, timer=timer)
     del model
     return measured
+
+
+def local_timer(profile) -> Timer:
+    """The profile's timer; DeviceError when its device is not on this machine."""
+    timer = profile_timer(profile)
+    if timer is None:
+        raise DeviceError(f"the {profile.kind} device of profile {profile.name} is not on this "
+                          "machine; measure candidates where it is")
+    return timer
+
+
+def random_arch_model(arch, parent_config, profile, timer: Timer, *, seed: int = 0,
+                      absorbed: bool = False) -> nn.Module:
+    """``arch`` of the parent's family with random weights, as the profile measures it."""
+    from plsearch.families import get_family
+
+    torch.manual_seed(seed)
+    with device_threads(profile):
+        return build_random_model(get_family(parent_config.model_type), parent_config, arch,
+                                  timer.device, TORCH_DTYPES[profile.dtype],
+                                  profile.attn_implementation, absorbed=absorbed)
 
 
 def build_random_model(family, parent_config, arch, device, dtype,

@@ -61,7 +61,12 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     """
     import statistics
 
-    from plsearch.latency.engine import measure_arch
+    from plsearch.latency.engine import (
+        local_timer,
+        measure_arch,
+        measure_model,
+        random_arch_model,
+    )
 
     predicted = latency.predicted_tokens_per_s(arch, profile)
     refined = latency.correction.apply(predicted)
@@ -72,19 +77,21 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
         return Screen(predicted, refined, None, need, feasible,
                       f"predicted {refined:.1f} tok/s {'>=' if feasible else '<'} budget "
                       f"{need:.1f} ({where})")
-    def timed(which: ArchConfig, is_absorbed: bool) -> float:
-        return measure_arch(which, parent_config, profile, repeats=repeats, seed=seed,
-                            absorbed=is_absorbed).tokens_per_s
-
     if reference is None:
-        measured = timed(arch, absorbed)
+        measured = measure_arch(arch, parent_config, profile, repeats=repeats, seed=seed,
+                                absorbed=absorbed).tokens_per_s
         beside = ""
-    else:
+    else:  # both built once, then timed alternately
         parent_arch, parent_then = reference
-        ours, theirs = [], []
+        timer = local_timer(profile)
+        models = [random_arch_model(a, parent_config, profile, timer, seed=seed, absorbed=ab)
+                  for a, ab in ((parent_arch, False), (arch, absorbed))]
+        theirs, ours = [], []
         for _ in range(2):
-            theirs.append(timed(parent_arch, False))
-            ours.append(timed(arch, absorbed))
+            for model, out in zip(models, (theirs, ours)):
+                out.append(measure_model(model, profile, repeats=repeats, seed=seed,
+                                         timer=timer).tokens_per_s)
+        del models
         measured, parent_now = statistics.median(ours), statistics.median(theirs)
         need = need * parent_now / parent_then
         beside = f"; the parent timed beside it at {parent_now:.1f}"

@@ -53,14 +53,18 @@ class TensorFiles:
             raise ModelLoadError(f"{model_dir} has no *.safetensors weights; save the model "
                                  "with save_pretrained(..., safe_serialization=True)")
 
+    def _by_file(self, names: Iterable[str]) -> dict[Path, list[str]]:
+        """The names grouped by the safetensors file that holds them (each opened once)."""
+        by_file: dict[Path, list[str]] = {}
+        for name in names:
+            by_file.setdefault(self.file_of[name], []).append(name)
+        return by_file
+
     def read(self, names: Iterable[str]) -> Iterator[tuple[str, torch.Tensor]]:
         """(name, tensor) for each name, each file opened once and closed after its reads."""
         from safetensors import safe_open
 
-        by_file: dict[Path, list[str]] = {}
-        for name in names:
-            by_file.setdefault(self.file_of[name], []).append(name)
-        for path, file_names in by_file.items():
+        for path, file_names in self._by_file(names).items():
             with safe_open(str(path), framework="pt") as fh:
                 for name in file_names:
                     yield name, fh.get_tensor(name)
@@ -70,10 +74,7 @@ class TensorFiles:
         """(name, rows start:stop along dim 0) for each name; only those bytes are read."""
         from safetensors import safe_open
 
-        by_file: dict[Path, list[str]] = {}
-        for name in names_rows:
-            by_file.setdefault(self.file_of[name], []).append(name)
-        for path, file_names in by_file.items():
+        for path, file_names in self._by_file(names_rows).items():
             with safe_open(str(path), framework="pt") as fh:
                 for name in file_names:
                     start, stop = names_rows[name]

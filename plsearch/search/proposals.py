@@ -140,6 +140,7 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         # check (a refused band arch hands its place to the next one); at most
         # 4 x first_count band archs are tried that way.
         self.first = tuple(first)
+        self._first_set = set(self.first)
         self.first_count = len(self.first) if first_count is None else first_count
         self._rng = random.Random(seed)
         self._searched = [n for n in AXES if len(grid.values[n]) > 1]
@@ -226,12 +227,12 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
             return None
         from plsearch.search.record import TrialRecord
 
-        left = set(self.first) & set(self.feasible.archs)  # untried, still feasible
+        left = self._first_set & set(self.feasible.archs)  # untried, still feasible
         seen: set[ArchConfig] = set()
         kept = 0
         for t in study.get_trials(deepcopy=False):
             record = TrialRecord.from_trial(t)
-            if record.arch in self.first and record.arch not in seen:
+            if record.arch in self._first_set and record.arch not in seen:
                 seen.add(record.arch)  # a repeat of an arch counts once
                 left.discard(record.arch)
                 kept += record.feasible is not False  # refused by the timing check: False
