@@ -162,21 +162,17 @@ def run_default(budget: str, seed: int, trials: int, workdir: Path, factory, whe
     return fully_evaluated(study), len(study.get_trials())
 
 
-def measure_speedup(arch, pipeline, profile, cache: dict, rounds: int = 3) -> float:
-    """Measured tokens/s of ``arch`` (pruned from the parent, no KD: speed does not depend
-    on the weights) over the parent's, timed alternately."""
-    from plsearch.search.pipeline import measure_tokens_per_s
+def measure_speedup(arch, pipeline, profile, cache: dict, pairs: int = 10) -> float:
+    """Measured speed-up of ``arch`` (pruned from the parent, no KD: speed does not depend
+    on the weights) over the parent, one generation call each in turn."""
+    from plsearch.latency.engine import measure_beside
 
     if arch in cache:
         return cache[arch]
     model = pipeline.inner.build(arch)
-    mine, theirs = [], []
-    for _ in range(rounds):
-        theirs.append(measure_tokens_per_s(pipeline.inner.parent, profile, repeats=3))
-        mine.append(measure_tokens_per_s(model, profile, repeats=3))
+    cache[arch] = measure_beside(model, pipeline.inner.parent, profile, pairs=pairs).speedup
     pipeline.inner.release(model)
     pipeline.inner.parent.to(pipeline.inner.device)
-    cache[arch] = statistics.median(mine) / statistics.median(theirs)
     return cache[arch]
 
 

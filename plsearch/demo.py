@@ -140,27 +140,21 @@ def copy_ablation(out: Path) -> Path | None:
     return shipped / "ablation.csv"
 
 
-def measure_speedup(exported: Path, profile, rounds: int = 3,
+def measure_speedup(exported: Path, profile, pairs: int = 10,
                     parent: str | None = None) -> dict[str, float]:
-    """Median tokens/s of the exported model and the parent, measured alternately."""
+    """The exported model's speed-up over the parent, one generation call each in turn."""
     import json
-    import statistics
 
+    from plsearch.latency.engine import measure_beside
     from plsearch.models import load_model
-    from plsearch.search.pipeline import measure_tokens_per_s
 
     model, _, _ = load_model(exported)
     parent, _, _ = load_model(parent)
-    speeds: dict[str, list[float]] = {"exported": [], "parent": []}
-    for _ in range(rounds):  # alternate, so drift on a shared machine hits both alike
-        speeds["parent"].append(measure_tokens_per_s(parent, profile, repeats=3))
-        speeds["exported"].append(measure_tokens_per_s(model, profile, repeats=3))
+    speedup = measure_beside(model, parent, profile, pairs=pairs)
     meta = json.loads((exported / "plsearch.json").read_text(encoding="utf-8"))
-    exported_tps = statistics.median(speeds["exported"])
-    parent_tps = statistics.median(speeds["parent"])
     predicted = meta["predicted_tokens_per_s"] / meta["parent_tokens_per_s"]
-    return {"exported": exported_tps, "parent": parent_tps,
-            "measured": exported_tps / parent_tps, "predicted": predicted}
+    return {"exported": speedup.tokens_per_s, "parent": speedup.reference_tokens_per_s,
+            "measured": speedup.speedup, "predicted": predicted}
 
 
 def fastest_measured(out: Path) -> int | None:

@@ -5,6 +5,7 @@
     latency.tokens_per_s(arch, profile)                    # predicted (refined if corrected)
     measure_arch(arch, parent_config, profile)             # random weights, through the engine
     measure_model(model, profile)                          # a built model, through the engine
+    measure_beside(model, parent, profile).speedup         # one call each in turn
     latency.with_correction(fit_correction(pairs))         # refine on whole-model measurements
 
 The device profile names the engine that defines tokens/s (``hf-generate``: transformers
@@ -16,7 +17,9 @@ gets an ``analytic`` table (plsearch.latency.analytic) until its device is measu
 from plsearch.latency.engine import (
     ENGINES,
     EngineMeasurement,
+    SpeedUp,
     measure_arch,
+    measure_beside,
     measure_model,
     measure_tokens_per_s,
 )
@@ -61,6 +64,7 @@ __all__ = [
     "CpuTimer",
     "CudaTimer",
     "EngineMeasurement",
+    "SpeedUp",
     "Latency",
     "LatencyPrediction",
     "LatencyPredictor",
@@ -80,6 +84,7 @@ __all__ = [
     "load_latency",
     "load_predictor",
     "measure_arch",
+    "measure_beside",
     "measure_model",
     "measure_tokens_per_s",
     "predict_latency",

@@ -4,6 +4,7 @@
     timing = time_generation(model, timer, batch, prompt_len, generated_len, engine=...)
     m = measure_model(model, profile)                 # EngineMeasurement: tokens/s, spread
     m = measure_arch(arch, parent_config, profile)    # random weights of the arch's shape
+    s = measure_beside(model, parent, profile)        # SpeedUp: one call each in turn
 
 Two engines, named by the device profile (``engine:``), the latency table and the
 predictor JSON:
@@ -16,15 +17,20 @@ predictor JSON:
 - ``loop``: a bare forward loop: prefill, then ``generated_len - 1`` one-token forwards,
   logits of the last position only, argmax.
 
-Profiling (whole-model and head rows), verification of the front, the demo's speed-up and
-the export card all measure through ``measure_model``; the search's check of an arch near
-the budget uses ``measure_arch`` (random weights, seconds on a CPU).
+Profiling (whole-model and head rows) and the export card measure through
+``measure_model``. A speed-up (the check of an arch near a relative budget, verification of
+the front, the demo's and the benches' speed-ups) is timed with ``time_beside``: one call of
+the model, one of the reference, in turn (ABBA), and the median of the pairs' ratios. A
+slow spell of a shared host (seconds long on this project's CI VMs, 1.5-2x slower) then
+hits one pair, not a whole side: 8 pairs of the built-in parent and a 1.6x arch agree to
+about 4%, where two blocks of 3 calls per side spread 1.41-1.76x.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,12 +44,16 @@ __all__ = [
     "ENGINES",
     "TORCH_DTYPES",
     "EngineMeasurement",
+    "SpeedUp",
     "build_random_model",
+    "call_timer",
     "generation_call",
     "measure_arch",
+    "measure_beside",
     "measure_model",
     "measure_tokens_per_s",
     "prepare_model",
+    "time_beside",
     "time_generation",
 ]
 
@@ -219,6 +229,75 @@ def measure_arch(arch, parent_config, profile, *, repeats: int = 3, seed: int = 
     measured = measure_model(model, profile, repeats=repeats, seed=seed, timer=timer)
     del model
     return measured
+
+
+# ---- a model beside a reference ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeedUp:
+    """A model timed beside a reference, one generation call each in turn."""
+
+    speedup: float  # median over the pairs of (its tokens/s / the reference's)
+    tokens_per_s: float  # its median
+    reference_tokens_per_s: float  # the reference's median
+    pairs: int
+    spread: float  # (p90 - p10) / median of the pairs' ratios
+
+    def to_dict(self) -> dict[str, object]:
+        return {"speedup": self.speedup, "tokens_per_s": self.tokens_per_s,
+                "reference_tokens_per_s": self.reference_tokens_per_s, "pairs": self.pairs,
+                "spread": self.spread}
+
+
+def time_beside(timed: Callable[[], float], reference: Callable[[], float],
+                pairs: int = 8) -> SpeedUp:
+    """``timed`` and ``reference`` (each: tokens/s of one call) called in turn, ABBA."""
+    if pairs < 1:
+        raise ValueError(f"pairs must be at least 1, got {pairs}")
+    ours, theirs = [], []
+    for i in range(pairs):
+        if i % 2:
+            ours.append(timed())
+            theirs.append(reference())
+        else:
+            theirs.append(reference())
+            ours.append(timed())
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    median = statistics.median(ratios)
+    deciles = statistics.quantiles(ratios, n=10, method="inclusive") if pairs > 1 else [median]
+    return SpeedUp(speedup=median, tokens_per_s=statistics.median(ours),
+                   reference_tokens_per_s=statistics.median(theirs), pairs=pairs,
+                   spread=(deciles[-1] - deciles[0]) / median)
+
+
+def call_timer(model: nn.Module, profile, *, seed: int = 0,
+               timer: Timer | None = None) -> Callable[[], float]:
+    """A function that times one generation of ``model`` on the profile's workload through
+    its engine and returns tokens/s; the model is prepared and warmed up once, here."""
+    timer = timer or local_timer(profile)
+    w = profile.workload
+    with device_threads(profile):
+        model = prepare_model(model, profile, timer.device)
+    prompt = random_prompt(model.config.vocab_size, w.batch_size, w.prompt_len, timer.device,
+                           torch.Generator().manual_seed(seed))
+    call = generation_call(model, prompt, w.generated_len, profile.engine)
+    tokens = w.batch_size * w.generated_len
+
+    def timed() -> float:
+        with device_threads(profile):
+            return tokens / (timer.time_once(call) / 1e3)
+
+    timed()  # warm-up
+    return timed
+
+
+def measure_beside(model: nn.Module, reference: nn.Module, profile, *, pairs: int = 8,
+                   seed: int = 0, timer: Timer | None = None) -> SpeedUp:
+    """``model``'s speed-up over ``reference``, timed in turn through the profile's engine."""
+    timer = timer or local_timer(profile)
+    return time_beside(call_timer(model, profile, seed=seed, timer=timer),
+                       call_timer(reference, profile, seed=seed, timer=timer), pairs)
 
 
 def local_timer(profile) -> Timer:

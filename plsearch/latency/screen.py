@@ -47,24 +47,27 @@ class Screen:
 
 
 def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, parent_config,
-                *, margin: float = 0.10, repeats: int = 3, seed: int = 0,
+                *, margin: float = 0.15, repeats: int = 3, pairs: int = 8, seed: int = 0,
                 absorbed: bool = False,
                 reference: tuple[ArchConfig, float] | None = None) -> Screen:
     """Is ``arch`` fast enough for ``need`` tokens/s? Measured when near the budget.
+
+    ``margin`` 0.15: the whole budget band (archs predicted at most 15% above the budget,
+    the first the search builds) is measured before it is built.
 
     ``latency``: a plsearch.latency.lookup.Latency; its device must be here (``local``) for
     a measurement, else the refined prediction decides. ``absorbed``: time the family's
     post-norm-absorbed model type (what the pangu recipe builds). ``reference``: (the
     parent's arch, its tokens/s when ``need`` was set from it) for a relative budget: the
-    parent is timed again alternately with the arch (2 rounds each) and ``need`` moves with
-    it, so a slow spell of the machine slows both sides of the comparison alike.
+    arch is timed beside the parent, one call each in turn (``pairs`` pairs,
+    engine.time_beside), and measured as its speed-up times ``parent_then``: a slow spell of
+    the machine slows both sides of a pair alike. ``repeats``: timed calls of an arch timed
+    alone (absolute budgets).
     """
-    import statistics
-
     from plsearch.latency.engine import (
         local_timer,
         measure_arch,
-        measure_model,
+        measure_beside,
         random_arch_model,
     )
 
@@ -81,20 +84,18 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
         measured = measure_arch(arch, parent_config, profile, repeats=repeats, seed=seed,
                                 absorbed=absorbed).tokens_per_s
         beside = ""
-    else:  # both built once, then timed alternately
+    else:  # both built once, then timed one call each in turn
         parent_arch, parent_then = reference
         timer = local_timer(profile)
-        models = [random_arch_model(a, parent_config, profile, timer, seed=seed, absorbed=ab)
-                  for a, ab in ((parent_arch, False), (arch, absorbed))]
-        theirs, ours = [], []
-        for _ in range(2):
-            for model, out in zip(models, (theirs, ours)):
-                out.append(measure_model(model, profile, repeats=repeats, seed=seed,
-                                         timer=timer).tokens_per_s)
-        del models
-        measured, parent_now = statistics.median(ours), statistics.median(theirs)
-        need = need * parent_now / parent_then
-        beside = f"; the parent timed beside it at {parent_now:.1f}"
+        parent_model, model = (
+            random_arch_model(a, parent_config, profile, timer, seed=seed, absorbed=ab)
+            for a, ab in ((parent_arch, False), (arch, absorbed)))
+        speedup = measure_beside(model, parent_model, profile, pairs=pairs, seed=seed,
+                                 timer=timer)
+        del parent_model, model
+        measured = speedup.speedup * parent_then
+        beside = (f"; {speedup.speedup:.3f}x the parent timed beside it, {pairs} pairs, on "
+                  f"the scale of the parent's {parent_then:.1f}")
     feasible = measured >= need
     return Screen(predicted, refined, measured, need, feasible,
                   f"measured {measured:.1f} tok/s {'>=' if feasible else '<'} budget "

@@ -28,14 +28,13 @@ from plsearch.errors import ConfigError, DeviceError
 
 # One home per concept: the table lookup, the device's threads and timer and the one way to
 # measure a whole model live in plsearch.latency; re-exported here for the search's callers.
-from plsearch.latency.engine import measure_tokens_per_s
 from plsearch.latency.lookup import Latency, load_latency
 from plsearch.latency.timers import device_threads, torch_device
 from plsearch.search.objective import RetrainResult, RungScore
 from plsearch.search.space import Rung, SearchSpace
 
 __all__ = ["Latency", "RealPipeline", "device_threads", "load_latency", "load_pipeline",
-           "measure_tokens_per_s", "training_device"]
+           "training_device"]
 
 logger = logging.getLogger(__name__)
 

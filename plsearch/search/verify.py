@@ -24,6 +24,7 @@ from typing import Any
 import optuna
 
 from plsearch.config import DeviceProfile
+from plsearch.search.objective import BAND_WIDTH
 from plsearch.search.pareto import pareto_ranks
 from plsearch.search.record import DOMINATED_PREFIX, TrialRecord
 
@@ -82,31 +83,31 @@ def pareto_front(study_or_trials, study_attrs: dict[str, Any] | None = None
 
 
 def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
-                 *, repeats: int = 5, seed: int = 0, measure=None) -> dict[str, Any]:
+                 *, pairs: int = 10, seed: int = 0, measure=None) -> dict[str, Any]:
     """Measure the front (and the parent) on this machine until measured speed decides it.
 
-    Each candidate is timed beside the parent (alternately, 2 rounds each) and recorded on
-    the scale of the parent's first measurement, which sets the measured budget.
-    ``measure(candidate_dir) -> tokens/s`` replaces loading and timing a saved candidate
-    (tests). Candidates already measured (another worker verified them) are not measured
-    again.
+    The parent is timed first (3 calls; their median sets the measured budget). Each
+    candidate is then timed beside the parent, one generation call each in turn (``pairs``
+    pairs, plsearch.latency.engine.time_beside), and recorded as its speed-up times that
+    first parent speed. ``measure(folder) -> tokens/s of one call`` replaces loading a saved
+    model and timing one generation (tests). Candidates already measured (another worker
+    verified them) are not measured again.
     """
+    from plsearch.latency.engine import time_beside
     from plsearch.search.study import record_measurement
 
-    timed = measure or (lambda folder: _measure_folder(folder, profile, repeats, seed))
+    parent = str(parent_dir)
+    timed = measure or _FolderCalls(profile, seed, keep=parent)
     if study.user_attrs.get("parent_measured_tokens_per_s") is None:  # the measured budget
-        study.set_user_attr("parent_measured_tokens_per_s", timed(str(parent_dir)))
+        study.set_user_attr("parent_measured_tokens_per_s",
+                            statistics.median([timed(parent) for _ in range(3)]))
     parent_then = study.user_attrs["parent_measured_tokens_per_s"]
 
-    def measure(folder: str) -> float:
-        """The candidate timed beside the parent (2 alternating rounds), on the scale of the
-        parent's first measurement: a slow spell of the machine between the two would
-        otherwise read as a slow candidate (or a fast one)."""
-        ours, theirs = [], []
-        for _ in range(2):
-            theirs.append(timed(str(parent_dir)))
-            ours.append(timed(folder))
-        return statistics.median(ours) * parent_then / statistics.median(theirs)
+    def speed_of(folder: str) -> float:
+        speedup = time_beside(lambda: timed(folder), lambda: timed(parent), pairs)
+        logger.info("%s: %.3fx the parent timed beside it (%d pairs, spread %.1f%%)", folder,
+                    speedup.speedup, pairs, 100 * speedup.spread)
+        return speedup.speedup * parent_then
 
     unmeasurable: set[int] = set()
     for _ in range(len(study.get_trials(deepcopy=False)) + 1):
@@ -120,7 +121,7 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
                                r.candidate_dir)
                 unmeasurable.add(r.number)
                 continue
-            record_measurement(study, r.number, measure(r.candidate_dir))
+            record_measurement(study, r.number, speed_of(r.candidate_dir))
     attrs = study.user_attrs
     front = pareto_front(study, attrs)
     on_front = {r.number for r in front}
@@ -137,6 +138,13 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
             logger.info("trial %d is dominated once measured (%.0f tokens/s)", r.number,
                         r.measured_tokens_per_s)
 
+    need = measured_need(attrs)
+    band = [r.number for r in front if need and r.measured_tokens_per_s is not None
+            and r.measured_tokens_per_s <= need * (1 + BAND_WIDTH)]
+    if need and not band:
+        logger.warning("no front candidate was measured within %d%% above the budget "
+                       "(%.0f-%.0f tokens/s)", round(100 * BAND_WIDTH), need,
+                       need * (1 + BAND_WIDTH))
     parent_measured = attrs["parent_measured_tokens_per_s"]
     rows = [{"trial": r.number, "predicted_tokens_per_s": r.predicted_tokens_per_s,
              "measured_tokens_per_s": r.measured_tokens_per_s,
@@ -149,6 +157,7 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
         "candidates": rows,
         "front": [r.number for r in front],
         "dominated_by_measurement": [r["trial"] for r in rows if not r["on_front"]],
+        "band_on_front": band,  # measured within BAND_WIDTH above the budget
         "missed_budget_measured": [r.number for r in fully_evaluated(study, attrs)
                                    if misses_budget_measured(r, attrs)],
         "parent": {"predicted_tokens_per_s": parent_predicted,
@@ -162,12 +171,22 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     return summary
 
 
-def _measure_folder(folder: str, profile: DeviceProfile, repeats: int, seed: int) -> float:
-    from plsearch.latency.engine import measure_tokens_per_s  # the profile's engine
-    from plsearch.models import load_model
+class _FolderCalls:
+    """``calls(folder)``: tokens/s of one generation of the model saved in ``folder``,
+    through the profile's engine. ``keep`` (the parent) and the last other folder (the
+    candidate beside it) stay loaded and warm."""
 
-    model, _, _ = load_model(folder)
-    try:
-        return measure_tokens_per_s(model, profile, repeats=repeats, seed=seed)
-    finally:
-        del model
+    def __init__(self, profile: DeviceProfile, seed: int, keep: str) -> None:
+        self.profile, self.seed, self.keep = profile, seed, keep
+        self.loaded: dict[str, Any] = {}
+
+    def __call__(self, folder: str) -> float:
+        from plsearch.latency.engine import call_timer
+        from plsearch.models import load_model
+
+        if folder not in self.loaded:
+            for other in [f for f in self.loaded if f != self.keep]:
+                del self.loaded[other]
+            model, _, _ = load_model(folder)
+            self.loaded[folder] = call_timer(model, self.profile, seed=self.seed)
+        return self.loaded[folder]()

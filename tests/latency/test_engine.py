@@ -12,10 +12,13 @@ from plsearch.errors import ConfigError, DeviceError
 from plsearch.families import get_family
 from plsearch.families.testing import tiny_config, tiny_model
 from plsearch.latency.engine import (
+    call_timer,
     generation_call,
     measure_arch,
+    measure_beside,
     measure_model,
     measure_tokens_per_s,
+    time_beside,
 )
 
 PROFILE = DeviceProfile(name="tiny", kind="cpu", threads=1, cpu_clock="thread",
@@ -76,3 +79,36 @@ def test_a_device_that_is_not_here_cannot_measure():
     npu = dataclasses.replace(PROFILE, kind="npu")
     with pytest.raises(DeviceError, match="not on this machine"):
         measure_model(tiny_model("glm4"), npu)
+
+
+def test_time_beside_alternates_abba_and_a_slow_spell_hits_one_pair():
+    calls: list[str] = []
+    speed = {"model": 300.0, "reference": 200.0}  # a 1.5x model
+
+    def call(name):
+        def timed():
+            calls.append(name)
+            spell = 0.5 if 4 <= len(calls) - 1 <= 5 else 1.0  # the third pair: half speed
+            return speed[name] * spell
+        return timed
+
+    s = time_beside(call("model"), call("reference"), pairs=4)
+    assert calls == ["reference", "model", "model", "reference"] * 2
+    assert s.speedup == pytest.approx(1.5) and s.spread == pytest.approx(0.0)
+    assert s.tokens_per_s == pytest.approx(300.0) and s.reference_tokens_per_s == 200.0
+    # a spell that hits one side of one pair moves that pair, not the median
+    calls.clear()
+    slow = iter([1.0, 1.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0])
+    s = time_beside(lambda: 300.0 * next(slow), lambda: 200.0 * next(slow), pairs=5)
+    assert s.speedup == pytest.approx(1.5) and s.spread > 0
+    with pytest.raises(ValueError, match="pairs"):
+        time_beside(call("model"), call("reference"), pairs=0)
+
+
+def test_measure_beside_times_real_models_in_turn():
+    parent, deep = tiny_model("glm4"), tiny_model("glm4", num_hidden_layers=6)
+    s = measure_beside(parent, deep, PROFILE, pairs=3)
+    assert s.pairs == 3 and s.tokens_per_s > 0 and s.reference_tokens_per_s > 0
+    assert 0 < s.speedup < float("inf") and s.spread >= 0
+    # call_timer times one generation: the workload's tokens per second
+    assert call_timer(parent, PROFILE)() > 0

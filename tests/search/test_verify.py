@@ -40,12 +40,14 @@ def test_a_candidate_that_joins_the_front_once_measured_is_measured_too(tmp_path
         return measured[calls[-1]]
 
     (tmp_path / "parent").mkdir()
-    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent", measure=measure)
+    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent", measure=measure,
+                           pairs=2)
     # trial 0 runs at 150 measured: trial 2 (0.55 at 190 predicted) is no longer dominated,
     # so it is measured too (180), and stays on the front
-    # the parent first (the measured budget), then each candidate beside the parent
-    beside = [name for c in ("trial-1", "trial-0", "trial-2") for name in ("parent", c) * 2]
-    assert calls == ["parent", *beside]
+    # the parent first (3 calls: the measured budget), then each candidate beside the
+    # parent, one call each in turn (ABBA)
+    beside = [name for c in ("trial-1", "trial-0", "trial-2") for name in ("parent", c, c, "parent")]
+    assert calls == ["parent"] * 3 + beside
     assert [r.number for r in pareto_front(study)] == [1, 2, 0]  # fastest first
     assert summary["dominated_by_measurement"] == []
 
@@ -100,15 +102,30 @@ def test_a_slow_spell_during_a_candidate_slows_the_parent_beside_it_too(tmp_path
     def measure(folder: str) -> float:
         name = folder.rsplit("/", 1)[-1]
         calls.append(name)
-        # calls: the parent (the budget), then fastest first, each candidate beside the
-        # parent: 1-4 trial 1, 5-8 trial 0, when the machine runs at half speed
-        spell = 0.5 if 5 <= len(calls) - 1 <= 8 else 1.0
+        # calls: the parent 3 times (the budget), then fastest first, each candidate beside
+        # the parent: 3-6 trial 1, 7-10 trial 0, when the machine runs at half speed
+        spell = 0.5 if 7 <= len(calls) - 1 <= 10 else 1.0
         return speed[name] * spell
 
-    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent", measure=measure)
+    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent", measure=measure,
+                           pairs=2)
     rows = {r["trial"]: r for r in summary["candidates"]}
     # timed alone trial 0 would read 100 < 180 (the budget); beside the parent it is 200
     assert rows[0]["measured_tokens_per_s"] == pytest.approx(200.0)
     assert summary["missed_budget_measured"] == []
     assert [r.number for r in pareto_front(study)] == [1, 0]
-    assert calls[5:9] == ["parent", "trial-0", "parent", "trial-0"]
+    assert calls[7:11] == ["parent", "trial-0", "trial-0", "parent"]
+
+
+@pytest.mark.parametrize("speed, band", [(170.0, [0]), (200.0, [])])
+def test_the_summary_names_front_candidates_measured_in_the_budget_band(tmp_path, caplog, speed,
+                                                                       band):
+    study = _study(tmp_path, [(0.6, 160.0), (0.5, 300.0)])
+    study.set_user_attr("budget", {"spec": "1.5x", "tokens_per_s": 150.0})
+    measured = {"trial-0": speed, "trial-1": 280.0, "parent": 100.0}  # need 150, band <= 172.5
+    with caplog.at_level("WARNING", logger="plsearch.search.verify"):
+        summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent", pairs=3,
+                               measure=lambda folder: measured[folder.rsplit("/", 1)[-1]])
+    assert summary["front"] == [1, 0] and summary["band_on_front"] == band
+    assert ("no front candidate was measured within 15% above the budget" in caplog.text) \
+        == (not band)
