@@ -39,6 +39,12 @@ from pathlib import Path
 import numpy as np
 
 
+def _scales(scale: dict[str, float] | None) -> str:
+    if scale is None:
+        return "not measured"
+    return ", ".join(f"{phase} {value:.3f}" for phase, value in scale.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", help="reuse this latency table instead of profiling")
@@ -127,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
               f"over {in_table.count()}")
     except Exception as exc:  # noqa: BLE001  (a table without model rows is still usable)
         print(f"table's own whole-model rows: none ({exc})")
+    print(f"layer scale {_scales(predictor.layer_scale)}; absorbed model type "
+          f"{_scales(predictor.absorbed_layer_scale)}")
 
     profiled = {
         (int(r.hidden_size), int(r.num_attention_heads), int(r.num_key_value_heads),
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         times = measured[i]
         median = float(np.median(times))
         spread = (max(times) / min(times) - 1.0) if len(times) > 1 else 0.0
-        predicted = predict_latency(arch, workload, predictor)
+        predicted = predict_latency(arch, workload, predictor, absorbed=absorbed)
         ratio = predicted.total_ms / median
         results.append({"kind": kind, "arch": arch.to_dict(), "measured_ms": median,
                         "samples_ms": times, "predicted_ms": predicted.total_ms, "ratio": ratio,

@@ -60,6 +60,9 @@ def register(sub) -> None:
     which = pr.add_mutually_exclusive_group()
     which.add_argument("--arch", help="arch JSON (HF field names, see ArchConfig)")
     which.add_argument("--model", help="HF model folder (default: the built-in parent)")
+    pr.add_argument("--absorbed", action="store_true", help="the arch is built as its "
+                    "family's post-norm-absorbed type, as the pangu recipe exports it (a "
+                    "--model folder of that type is read as such)")
     pr.add_argument("--seed", type=int, default=0, help="the predictor's fitting seed")
     pr.add_argument("--json", action="store_true", help="print one JSON object")
     pr.set_defaults(func=cmd_predict)
@@ -296,6 +299,7 @@ def cmd_predict(args) -> int:
         predictor, source = fit_predictor(read_table(db), seed=args.seed), str(db)
     backend = str(predictor.fingerprint["backend"])
     profile = load_device_profile(args.device_profile or DEFAULT_PROFILES.get(backend, "cpu"))
+    absorbed = args.absorbed
     if args.arch:
         arch, what = ArchConfig.from_json(args.arch), args.arch
     else:
@@ -305,14 +309,17 @@ def cmd_predict(args) -> int:
         config = read_config(resolve_model_dir(args.model))
         arch = get_family(config.model_type).arch_from_config(config)
         what = args.model or "built-in parent"
-    pred = predict_latency(arch, profile.workload, predictor)
+        family = get_family(predictor.model_type)
+        absorbed = absorbed or config.model_type == family.absorbed_model_type
+    pred = predict_latency(arch, profile.workload, predictor, absorbed=absorbed)
     if args.json:
         print(json.dumps({"arch": arch.to_dict(), "profile": profile.name,
                           "workload": _workload_dict(profile), "source": source,
                           "engine": predictor.engine, "analytic": predictor.analytic,
-                          **pred.to_dict()}))
+                          "absorbed": absorbed, **pred.to_dict()}))
         return 0
     kind = ", ANALYTIC table" if predictor.analytic else ""
+    kind += ", absorbed model type" if absorbed else ""
     print(f"{what}: {arch} on {profile.name} ({_workload(profile)}), engine "
           f"{predictor.engine}{kind}, from {source}")
     print(f"  tokens/s            {pred.tokens_per_s:10.1f}")

@@ -51,12 +51,14 @@ class Latency:
     analytic: bool = False  # the table is computed from published peaks, not measured
     engine: str = "hf-generate"  # what defines the tokens/s it predicts
     correction: Correction = IDENTITY  # residual correction from whole-model measurements
+    absorbed: bool = False  # archs are built as the family's post-norm-absorbed type (pangu)
 
     def predicted_tokens_per_s(self, arch: ArchConfig, profile: DeviceProfile) -> float:
         """The predictor's tokens/s of ``arch`` on the profile's workload (no correction)."""
         from plsearch.latency.predictor import predict_tokens_per_s
 
-        return float(predict_tokens_per_s(arch, profile, self.predictor))
+        return float(predict_tokens_per_s(arch, profile, self.predictor,
+                                          absorbed=self.absorbed))
 
     def tokens_per_s(self, arch: ArchConfig, profile: DeviceProfile) -> float:
         """Predicted tokens/s of ``arch``, refined by the correction when there is one."""
@@ -65,10 +67,15 @@ class Latency:
     def with_correction(self, correction: Correction) -> Latency:
         return dataclasses.replace(self, correction=correction)
 
+    def for_recipe(self, recipe: str) -> Latency:
+        """The latency of candidates built by ``recipe`` (pangu exports absorbed models)."""
+        return dataclasses.replace(self, absorbed=recipe == "pangu")
+
     def to_dict(self) -> dict[str, Any]:
         return {"table": str(self.table_path), "fingerprint": self.fingerprint,
                 "local": self.local, "validation": self.validation, "analytic": self.analytic,
-                "engine": self.engine, "correction": self.correction.to_dict()}
+                "engine": self.engine, "correction": self.correction.to_dict(),
+                "absorbed": self.absorbed}
 
 
 def db_folder() -> Path:

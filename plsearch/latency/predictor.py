@@ -31,6 +31,12 @@ and cache effects the block rows cannot see), so the block terms carry one facto
 phase, ``layer_scale`` {prefill, decode}, fitted on the table's whole-model rows (the
 median over them; 1 when there are none). ``validate_predictor`` reports the error on each
 whole model with the factors fitted on the other archs only (leave one arch out).
+
+A family whose post-norms the pangu recipe absorbs (glm4 -> glm: two RMSNorms fewer per
+layer) exports a model of another type. Its layers cost less than the parent family's
+block rows say (on this CPU under generate(): 5-10%), so the profile also times its
+whole-model archs as the absorbed type (rows of that model_type) and those rows give
+``absorbed_layer_scale``; ``predict_latency(..., absorbed=True)`` uses it.
 """
 
 from __future__ import annotations
@@ -150,6 +156,15 @@ class LatencyPredictor:
     analytic: bool = False  # fitted on rows computed from published peaks, not measured
     # block time inside a whole model / alone, per phase (fitted on whole-model rows)
     layer_scale: dict[str, float] = field(default_factory=lambda: dict(NO_SCALE))
+    # the same factor for the family's post-norm-absorbed model type (None: not measured,
+    # then layer_scale serves)
+    absorbed_layer_scale: dict[str, float] | None = None
+
+    def scale(self, absorbed: bool = False) -> dict[str, float]:
+        """The layer scale of the parent's model type, or of its absorbed type."""
+        if absorbed and self.absorbed_layer_scale is not None:
+            return self.absorbed_layer_scale
+        return self.layer_scale
 
     @property
     def dtype_bytes(self) -> int:
@@ -202,11 +217,14 @@ def fit_predictor(table: pd.DataFrame, seed: int = 0) -> LatencyPredictor:
     dtype = str(rows["dtype"].iloc[0])
     if dtype not in DTYPE_BYTES:
         raise LatencyTableError(f"the table's dtype {dtype!r} is not one of {list(DTYPE_BYTES)}")
+    parts = rows[rows["part"] != "model"].sort_values("run_id")
+    model_type = str((parts if len(parts) else rows.sort_values("run_id"))["model_type"].iloc[-1])
+    absorbed_type = _absorbed_type(model_type)
+    absorbed_models = rows[(rows["part"] == "model") & (rows["model_type"] == absorbed_type)]
     model_types = rows["model_type"].unique()
-    model_type = str(rows.sort_values("run_id")["model_type"].iloc[-1])
-    if len(model_types) > 1:
+    if len(set(model_types) - {model_type, absorbed_type}):
         logger.warning("table holds families %s; fitting %s only", list(model_types), model_type)
-        rows = rows[rows["model_type"] == model_type]
+    rows = rows[rows["model_type"] == model_type]
     costs = {}
     for part, phase in PARTS:
         subset = rows[(rows["part"] == part) & (rows["phase"] == phase)]
@@ -226,7 +244,21 @@ def fit_predictor(table: pd.DataFrame, seed: int = 0) -> LatencyPredictor:
                                  engine=str(last["engine"]),
                                  analytic=str(last["clock"]) == ANALYTIC_CLOCK)
     models = rows[rows["part"] == "model"]
-    return dataclasses.replace(predictor, layer_scale=fit_layer_scale(predictor, models))
+    return dataclasses.replace(
+        predictor, layer_scale=fit_layer_scale(predictor, models),
+        absorbed_layer_scale=(fit_layer_scale(predictor, absorbed_models)
+                              if len(absorbed_models) else None))
+
+
+def _absorbed_type(model_type: str) -> str | None:
+    """The model type the pangu recipe exports for ``model_type`` (None: the same)."""
+    from plsearch.errors import UnsupportedModelError
+    from plsearch.families import get_family
+
+    try:
+        return getattr(get_family(model_type), "absorbed_model_type", None)
+    except UnsupportedModelError:
+        return None
 
 
 def fit_layer_scale(predictor: LatencyPredictor, models: pd.DataFrame) -> dict[str, float]:
@@ -342,12 +374,13 @@ def _plain(value):
 
 
 def predict_latency(
-    arch: ArchConfig, workload: Workload, predictor: LatencyPredictor
+    arch: ArchConfig, workload: Workload, predictor: LatencyPredictor, *, absorbed: bool = False
 ) -> LatencyPrediction:
-    """Prefill, decode and tokens/s of ``arch`` serving ``workload``."""
+    """Prefill, decode and tokens/s of ``arch`` serving ``workload``; ``absorbed``: built as
+    the family's post-norm-absorbed model type (what the pangu recipe exports)."""
     b, p, g = workload.batch_size, workload.prompt_len, workload.generated_len
     layers = arch.num_hidden_layers
-    scale = predictor.layer_scale
+    scale = predictor.scale(absorbed)
     prefill_blocks = scale["prefill"] * layers * float(predictor.block_ms(arch, "prefill", b, p,
                                                                           p))
     prefill_head = float(predictor.head_ms(arch, "prefill", b, p))
@@ -373,10 +406,11 @@ def predict_latency(
 
 
 def predict_tokens_per_s(
-    arch: ArchConfig, profile: DeviceProfile, predictor: LatencyPredictor
+    arch: ArchConfig, profile: DeviceProfile, predictor: LatencyPredictor, *,
+    absorbed: bool = False
 ) -> float:
     """Predicted tokens/s of ``arch`` on the profile's serving workload."""
-    return predict_latency(arch, profile.workload, predictor).tokens_per_s
+    return predict_latency(arch, profile.workload, predictor, absorbed=absorbed).tokens_per_s
 
 
 # ---- validation -----------------------------------------------------------------------------
@@ -451,6 +485,7 @@ def save_predictor(predictor: LatencyPredictor, path: str | Path) -> None:
         "engine": predictor.engine,
         "analytic": predictor.analytic,
         "layer_scale": predictor.layer_scale,
+        "absorbed_layer_scale": predictor.absorbed_layer_scale,
         "fingerprint": predictor.fingerprint,
         "meta": predictor.meta,
         "costs": {
@@ -459,6 +494,10 @@ def save_predictor(predictor: LatencyPredictor, path: str | Path) -> None:
         },
     }
     atomic.write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _scale_or_none(data) -> dict[str, float] | None:
+    return None if data is None else {k: float(data[k]) for k in NO_SCALE}
 
 
 def load_predictor(path: str | Path) -> LatencyPredictor:
@@ -491,7 +530,9 @@ def load_predictor(path: str | Path) -> LatencyPredictor:
                                 fingerprint=dict(data["fingerprint"]), seed=int(data["seed"]),
                                 meta=dict(data.get("meta", {})), engine=str(data["engine"]),
                                 analytic=bool(data["analytic"]),
-                                layer_scale={k: float(data["layer_scale"][k]) for k in NO_SCALE})
+                                layer_scale={k: float(data["layer_scale"][k]) for k in NO_SCALE},
+                                absorbed_layer_scale=_scale_or_none(
+                                    data.get("absorbed_layer_scale")))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LatencyTableError(
             f"{path} is not a plsearch latency predictor (bad or missing {exc}); "

@@ -22,8 +22,11 @@ greedy next-token choice, logits of the last position only):
   calls generating ``engine_steps + 1`` and 1 tokens, divided by ``engine_steps`` (the
   engine's cost per step).
 - ``model``: a few whole candidates (config_for_arch, random weights) through the engine:
-  ``prefill`` alone and ``workload`` (prefill + generated_len - 1 decode steps). These
-  rows only validate the predictor; it never fits on them.
+  ``prefill`` alone and ``workload`` (prefill + generated_len - 1 decode steps). The cost
+  models never fit on them; they give the layer scale (and validate the predictor). Where
+  the family has a post-norm-absorbed model type (glm4 -> glm, what the pangu recipe
+  exports) the same archs are timed as that type too: rows of that ``model_type``, which
+  give the absorbed layer scale.
 
 Trust: every row is visited in ``rounds`` rounds, each round over all rows in a new random
 order, so drift (thermal, other processes) lands on every row instead of one region of
@@ -136,6 +139,7 @@ class Measurement:
     seq_len: int  # new tokens per sequence in the call
     context: int  # keys the last new token attends to
     generated_len: int = 0  # workload rows only
+    absorbed: bool = False  # model rows: built as the family's post-norm-absorbed type
 
 
 
@@ -294,10 +298,15 @@ def plan_measurements(
         plan += [Measurement("head", "decode", arch, b, 1, c) for c in contexts]
     models = sample_archs(axes, parent, settings.models, rng,
                           exclude_widths={widths(a) for a in shapes})
+    # the same archs as the absorbed type too, where the family has one (pangu exports it)
+    kinds = (False, True) if getattr(family, "absorbed_model_type", None) else (False,)
     for arch in models:
-        plan.append(Measurement("model", "prefill", arch, b, w.prompt_len, w.prompt_len))
-        plan.append(Measurement("model", "workload", arch, b, w.prompt_len,
-                                w.prompt_len + w.generated_len - 1, w.generated_len))
+        for absorbed in kinds:
+            plan.append(Measurement("model", "prefill", arch, b, w.prompt_len, w.prompt_len,
+                                    absorbed=absorbed))
+            plan.append(Measurement("model", "workload", arch, b, w.prompt_len,
+                                    w.prompt_len + w.generated_len - 1, w.generated_len,
+                                    absorbed=absorbed))
     rng.shuffle(plan)
     return plan
 
@@ -389,8 +398,9 @@ def profile_rows(
         layers = {"block": settings.block_stack, "head": 0}.get(m.part, m.arch.num_hidden_layers)
         row_print = {**fingerprint, "load_avg": loads[i]}
         pooled = [x for visit in samples[i] for x in visit]
+        model_type = family.absorbed_model_type if m.absorbed else parent_config.model_type
         rows.append(_row(m, layers, Timing.from_samples(pooled), run_id, stamps[i], tag,
-                         row_print, parent_config, seed))
+                         row_print, model_type, seed))
     kept = [sample_spread(samples[i]) for i in range(len(plan)) if i not in refused_ids]
     kept.sort()
     return ProfileRun(rows=rows, remeasured=len(remeasured), refused=refused,
@@ -432,7 +442,7 @@ def _visit(m: Measurement, family, parent_config, timer, profile, dtype, setting
     if m.part == "head":
         return _time_head(m, family, parent_config, timer, profile, dtype, settings, generator)
     model = build_random_model(family, parent_config, m.arch, timer.device, dtype,
-                               profile.attn_implementation)
+                               profile.attn_implementation, absorbed=m.absorbed)
     new_tokens = m.generated_len if m.phase == "workload" else 1
     prompt = random_prompt(m.arch.vocab_size, m.batch_size, m.seq_len, timer.device, generator)
     call = generation_call(model, prompt, new_tokens, profile.engine)
@@ -440,13 +450,13 @@ def _visit(m: Measurement, family, parent_config, timer, profile, dtype, setting
 
 
 def _row(m: Measurement, layers: int, t: Timing, run_id, stamp, tag, fingerprint,
-         parent_config, seed) -> dict:
+         model_type: str, seed) -> dict:
     arch = m.arch.to_dict()
     del arch["tie_word_embeddings"]
     arch["num_hidden_layers"] = layers
     return {
         "run_id": run_id, "timestamp": stamp, "device_tag": tag, **fingerprint,
-        "plsearch_version": __version__, "model_type": parent_config.model_type,
+        "plsearch_version": __version__, "model_type": model_type,
         "part": m.part, "phase": m.phase, **arch, "batch_size": m.batch_size,
         "seq_len": m.seq_len, "context": m.context, "generated_len": m.generated_len,
         "median_ms": t.median_ms, "p10_ms": t.p10_ms, "p90_ms": t.p90_ms,

@@ -158,11 +158,12 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
                                space=None if isinstance(opts.space, dict)
                                else opts.space or "configs/search/default.yaml",
                                parent_config=config)
+    parent_tps = latency.tokens_per_s(parent_arch, profile)
+    latency = latency.for_recipe(space.recipe)  # candidates as the recipe builds them
 
     def predict(arch) -> float:
         return latency.tokens_per_s(arch, profile)
 
-    parent_tps = predict(parent_arch)
     need = budget.tokens_per_s(parent_tps)
     best_tps, best_arch = fastest_arch(grid, predict, seed=opts.seed)
     check_reachable(budget, need, best_tps, best_arch, parent_tps)

@@ -79,6 +79,9 @@ class FakeLatency:
     def tokens_per_s(self, arch: ArchConfig, profile=None) -> float:
         return self.scale / arch.num_params(ArchTraits())
 
+    def for_recipe(self, recipe: str) -> FakeLatency:
+        return self  # every recipe's candidates cost the same here
+
     def to_dict(self) -> dict[str, Any]:
         return {"table": "fake", "fingerprint": {}, "local": False, "validation": {}}
 

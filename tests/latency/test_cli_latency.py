@@ -74,6 +74,23 @@ def test_predict_from_a_saved_predictor_and_a_model_folder(db, tmp_path, capsys)
     assert "tokens/s" in out and "decode_blocks_ms" in out
 
 
+def test_predict_an_absorbed_arch_with_its_own_layer_scale(db, tmp_path, capsys):
+    # the same whole models timed as glm (glm4 with its post-norms absorbed): 10% faster
+    rows = read_table(db).to_dict("records")
+    rows += [{**r, "model_type": "glm", "median_ms": 0.9 * r["median_ms"]}
+             for r in rows if r["part"] == "model"]
+    append_rows(tmp_path / "both.csv", rows)
+    arch_path = tmp_path / "arch.json"
+    BASE.replace(num_hidden_layers=3).to_json(arch_path)
+    speeds = {}
+    for flag in ([], ["--absorbed"]):
+        assert main(["latency", "predict", "--latency-db", str(tmp_path / "both.csv"),
+                     "--arch", str(arch_path), "--json", *flag]) == 0
+        result = json.loads(capsys.readouterr().out)
+        speeds[result["absorbed"]] = result["tokens_per_s"]
+    assert speeds[True] > speeds[False] * 1.03
+
+
 def test_corrupt_db_is_one_line_and_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("name,score\nx,1\n")

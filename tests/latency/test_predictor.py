@@ -147,6 +147,18 @@ def test_layer_scale_recovers_how_much_slower_layers_run_inside_a_model(tmp_path
     rows = synthetic_rows()
     unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
     scale = {"prefill": 1.12, "decode": 1.05}
+    table = append_rows(tmp_path / "t.csv", rows + _model_rows(unit, scale))
+    predictor = fit_predictor(table)
+    assert predictor.layer_scale == pytest.approx(scale) and predictor.absorbed_layer_scale is None
+    report = validate_predictor(predictor, table)  # leave one arch out: still exact here
+    assert report.count("prefill") == report.count("workload") == 4
+    assert report.median_ape(None) < 1e-9
+    assert unit.layer_scale == {"prefill": 1.0, "decode": 1.0}  # no model rows: no scale
+
+
+def _model_rows(unit, scale, model_type="glm4") -> list[dict]:
+    """Whole-model rows of 4 archs whose layers run ``scale`` times their block rows."""
+    rows = []
     for layers, hidden in ((2, 64), (4, 96), (6, 128), (3, 80)):
         arch = BASE.replace(num_hidden_layers=layers, hidden_size=hidden)
         pre = predict_latency(arch, Workload(2, 16, 1), unit).breakdown
@@ -156,10 +168,26 @@ def test_layer_scale_recovers_how_much_slower_layers_run_inside_a_model(tmp_path
         ms = (scale["prefill"] * b["prefill_blocks_ms"] + b["prefill_head_ms"]
               + scale["decode"] * b["decode_blocks_ms"] + b["decode_head_ms"])
         rows.append(row("model", "workload", arch, layers, 2, 16, 20, ms, generated=5))
-    table = append_rows(tmp_path / "t.csv", rows)
-    predictor = fit_predictor(table)
-    assert predictor.layer_scale == pytest.approx(scale)
-    report = validate_predictor(predictor, table)  # leave one arch out: still exact here
-    assert report.count("prefill") == report.count("workload") == 4
-    assert report.median_ape(None) < 1e-9
-    assert unit.layer_scale == {"prefill": 1.0, "decode": 1.0}  # no model rows: no scale
+    for r in rows:
+        r["model_type"] = model_type
+    return rows
+
+
+def test_absorbed_model_rows_give_the_absorbed_types_own_layer_scale(tmp_path):
+    # glm4 blocks (with post-norms) timed alone; whole models timed as glm4 and as glm (the
+    # type pangu exports once the post-norms are absorbed), whose layers run faster
+    rows = synthetic_rows()
+    unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
+    plain, absorbed = {"prefill": 1.12, "decode": 1.05}, {"prefill": 1.02, "decode": 0.96}
+    rows += _model_rows(unit, plain) + _model_rows(unit, absorbed, model_type="glm")
+    predictor = fit_predictor(append_rows(tmp_path / "t.csv", rows))
+    assert predictor.model_type == "glm4"  # the family of the block rows
+    assert predictor.layer_scale == pytest.approx(plain)
+    assert predictor.absorbed_layer_scale == pytest.approx(absorbed)
+    arch, w = BASE.replace(num_hidden_layers=5), Workload(2, 16, 5)
+    faster = predict_latency(arch, w, predictor, absorbed=True).tokens_per_s
+    assert faster > predict_latency(arch, w, predictor).tokens_per_s
+    assert predict_latency(arch, w, unit, absorbed=True).tokens_per_s == pytest.approx(
+        predict_latency(arch, w, unit).tokens_per_s)  # not measured: the plain scale serves
+    save_predictor(predictor, tmp_path / "p.json")
+    assert load_predictor(tmp_path / "p.json") == predictor

@@ -71,6 +71,12 @@ def test_measurements_become_valid_table_rows(config, tmp_path):
     assert (table.loc[table["part"] == "head", "num_hidden_layers"] == 0).all()
     workload = table[table["phase"] == "workload"].iloc[0]
     assert (workload["generated_len"], workload["context"]) == (3, 10)
+    # glm4's whole-model rows are timed as glm4 and as glm (its post-norm-absorbed type)
+    models = table[table["part"] == "model"]
+    assert sorted(models["model_type"]) == ["glm", "glm", "glm4", "glm4"]
+    assert (table.loc[table["part"] != "model", "model_type"] == "glm4").all()
+    plan_models = [m for m in plan if m.part == "model"]
+    assert {m.arch for m in plan_models if m.absorbed} == {m.arch for m in plan_models}
 
 
 def test_decode_contexts_span_the_workload():
