@@ -209,6 +209,10 @@ def _print_verification(verification: dict) -> None:
     if verification.get("dominated_by_measurement"):
         print(f"   dominated once measured (left off the front): trials "
               f"{verification['dominated_by_measurement']}")
+    if "band_on_front" in verification:
+        band = verification["band_on_front"]
+        print("   on the front and measured within 15% above the budget: "
+              + (f"trials {band}" if band else "none"))
     refined = verification.get("refinement")
     if refined and refined.get("median_abs_after") is not None:
         print(f"   predictor on {refined['pairs']} whole-model measurements: median |error| "

@@ -28,6 +28,7 @@ def test_three_trial_search_then_export(tiny_dir, tmp_path, cache_dir, capsys):
     assert main(_search_args(tiny_dir, out, "--trials", "3", "--no-screen")) == 0
     printed = capsys.readouterr().out
     assert "predicted" in printed and "measured" in printed  # verification table
+    assert "on the front and measured within 15% above the budget: " in printed
 
     study = optuna.load_study(study_name="e2e", storage=storage_url(None, out))
     trials = study.get_trials()
