@@ -12,11 +12,12 @@ records the cheap signals the ladder could promote on:
 
 then continues every arch to the top rung and prints the Spearman rank correlation of each
 signal with the top-rung objective (signs flipped so that higher is better for every
-signal), with a bootstrap 95% interval over archs. It also prints what the KL weight of
+signal), with a bootstrap 95% interval over archs, and the same for the signals of every
+middle rung (what promotes from there). It also prints what the KL weight of
 the objective rests on: the spread of the top-rung accuracy and KL across archs and their
 mean standard errors.
 
-    .venv/bin/python bench/fidelity.py                        # 24 archs, ~1 min each on 2 cores
+    .venv/bin/python bench/fidelity.py                        # 24 archs, ~3 min each on 2 cores
     .venv/bin/python bench/fidelity.py --archs 32 --csv fidelity.csv
 """
 
@@ -95,13 +96,13 @@ def measure_arch(pipeline, space, arch) -> dict:
     return row
 
 
-def signal_column(rows: list[dict], signal: str) -> list[float]:
+def signal_column(rows: list[dict], signal: str, rung: str = "rung0") -> list[float]:
     """Higher is better for every signal (KLs negated)."""
     if signal == "build_kl":
         return [-r["build_kl"] for r in rows]
     if signal == "params":
         return [float(r["params"]) for r in rows]
-    values = [r[f"rung0_{signal}"] for r in rows]
+    values = [r[f"{rung}_{signal}"] for r in rows]
     return [-v for v in values] if signal == "kl" else values
 
 
@@ -151,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         x = signal_column(rows, signal)
         low, high = bootstrap_interval(x, top, seed=args.seed)
         print(f"  {signal:10s} rho {spearman(x, top):+.3f}  [{low:+.3f}, {high:+.3f}]")
+    for r in range(1, len(space.ladder.rungs) - 1):  # what promotes from a middle rung
+        for signal in ("kl", "accuracy", "objective"):
+            x = signal_column(rows, signal, f"rung{r}")
+            low, high = bootstrap_interval(x, top, seed=args.seed)
+            print(f"  rung {r} {signal:10s} rho {spearman(x, top):+.3f}  "
+                  f"[{low:+.3f}, {high:+.3f}]")
     acc = [r["top_accuracy"] for r in rows]
     kl = [r["top_kl"] for r in rows]
     acc_se = [r["top_accuracy_stderr"] for r in rows if r["top_accuracy_stderr"] is not None]
