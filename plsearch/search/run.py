@@ -601,11 +601,18 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None):
 
 def _refinement(study: optuna.Study) -> dict[str, Any] | None:
     """The predictor's error before and after the residual correction (leave-one-out), on
-    every whole-model measurement of the search: pre-build checks and verification."""
+    every whole-model measurement of the search: pre-build checks and verification, on the
+    scale of the parent's speed measured at verification."""
     from plsearch.latency.refine import refinement_report
     from plsearch.search.verify import fully_evaluated
 
-    pairs = [tuple(p) for p in study.user_attrs.get("latency_pairs", [])]
+    attrs = study.user_attrs
+    # The screen's measurements are speed-ups times the parent's speed when the search
+    # began; verification's, times the parent's speed then: one scale for both.
+    then, now = (attrs.get("screen_parent_tokens_per_s"),
+                 attrs.get("parent_measured_tokens_per_s"))
+    rescale = now / then if then and now else 1.0
+    pairs = [(p[0], p[1] * rescale) for p in attrs.get("latency_pairs", [])]
     pairs += [(r.predicted_tokens_per_s, r.measured_tokens_per_s)
               for r in fully_evaluated(study) if r.measured_tokens_per_s]
     return refinement_report(pairs) if pairs else None

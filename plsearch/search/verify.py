@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +87,10 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
                  *, pairs: int = 10, seed: int = 0, measure=None) -> dict[str, Any]:
     """Measure the front (and the parent) on this machine until measured speed decides it.
 
-    The parent is timed first (3 calls; their median sets the measured budget). Each
-    candidate is then timed beside the parent, one generation call each in turn (``pairs``
-    pairs, plsearch.latency.engine.time_beside), and recorded as its speed-up times that
-    first parent speed. ``measure(folder) -> tokens/s of one call`` replaces loading a saved
+    Each candidate is timed beside the parent, one generation call each in turn (``pairs``
+    pairs, plsearch.latency.engine.time_beside), and recorded as its speed-up times the
+    parent's measured speed: the median of every parent call (3 first, then one per pair),
+    which sets the measured budget. ``measure(folder) -> tokens/s of one call`` replaces loading a saved
     model and timing one generation (tests). Candidates already measured (another worker
     verified them) are not measured again.
     """
@@ -98,16 +99,30 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
 
     parent = str(parent_dir)
     timed = measure or _FolderCalls(profile, seed, keep=parent)
-    if study.user_attrs.get("parent_measured_tokens_per_s") is None:  # the measured budget
-        study.set_user_attr("parent_measured_tokens_per_s",
-                            statistics.median([timed(parent) for _ in range(3)]))
-    parent_then = study.user_attrs["parent_measured_tokens_per_s"]
+    parent_calls: list[float] = []  # every call of the parent in this verification
 
-    def speed_of(folder: str) -> float:
-        speedup = time_beside(lambda: timed(folder), lambda: timed(parent), pairs)
-        logger.info("%s: %.3fx the parent timed beside it (%d pairs, spread %.1f%%)", folder,
-                    speedup.speedup, pairs, 100 * speedup.spread)
-        return speedup.speedup * parent_then
+    def parent_call() -> float:
+        parent_calls.append(timed(parent))
+        return parent_calls[-1]
+
+    # The parent's measured speed sets the measured budget. The worker that measures it
+    # first takes the median of every parent call it makes (3 now, one per pair later) and
+    # re-records its candidates on that scale: a slow spell in the first 3 calls no longer
+    # scales every candidate's tokens/s (decisions rest on the speed-ups either way).
+    own = study.user_attrs.get("parent_measured_tokens_per_s") is None
+    if own:
+        for _ in range(3):
+            parent_call()
+        study.set_user_attr("parent_measured_tokens_per_s", statistics.median(parent_calls))
+    speedups: dict[int, float] = {}
+
+    def record(number: int, speedup: float) -> None:
+        speedups[number] = speedup
+        if own:
+            study.set_user_attr("parent_measured_tokens_per_s", statistics.median(parent_calls))
+        scale = study.user_attrs["parent_measured_tokens_per_s"]
+        for n in [number] if not own else speedups:
+            record_measurement(study, n, speedups[n] * scale)
 
     unmeasurable: set[int] = set()
     for _ in range(len(study.get_trials(deepcopy=False)) + 1):
@@ -121,7 +136,10 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
                                r.candidate_dir)
                 unmeasurable.add(r.number)
                 continue
-            record_measurement(study, r.number, speed_of(r.candidate_dir))
+            speedup = time_beside(partial(timed, r.candidate_dir), parent_call, pairs)
+            logger.info("trial %d: %.3fx the parent timed beside it (%d pairs, spread %.1f%%)",
+                        r.number, speedup.speedup, pairs, 100 * speedup.spread)
+            record(r.number, speedup.speedup)
     attrs = study.user_attrs
     front = pareto_front(study, attrs)
     on_front = {r.number for r in front}

@@ -192,3 +192,19 @@ def test_the_search_stops_when_no_arch_meets_the_budget_as_measured():
     assert ran == []
     _optimize(study, objective, opts, None, SimpleNamespace(exhausted=False))
     assert ran == [0, 1, 2]
+
+
+def test_the_refinement_puts_screen_and_verification_measurements_on_one_scale():
+    from plsearch.search.run import _refinement
+
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    # the screen measured the parent at 100 tokens/s (its pairs are speed-ups x 100) and
+    # verification at 80 (the host slowed down): the screen's pairs are read x 0.8
+    study.set_user_attr("screen_parent_tokens_per_s", 100.0)
+    study.set_user_attr("parent_measured_tokens_per_s", 80.0)
+    study.set_user_attr("latency_pairs", [[100.0, 100.0], [150.0, 150.0]])
+    report = _refinement(study)
+    assert report["pairs"] == 2
+    assert report["median_signed_before"] == pytest.approx(100.0 / 80.0 - 1.0)
+    study.set_user_attr("parent_measured_tokens_per_s", 100.0)
+    assert _refinement(study)["median_signed_before"] == pytest.approx(0.0)

@@ -129,3 +129,25 @@ def test_the_summary_names_front_candidates_measured_in_the_budget_band(tmp_path
     assert summary["front"] == [1, 0] and summary["band_on_front"] == band
     assert ("no front candidate was measured within 15% above the budget" in caplog.text) \
         == (not band)
+
+
+def test_a_slow_start_does_not_scale_the_candidates_measured_speeds(tmp_path):
+    # the parent's first 3 calls fall in a slow spell (60 instead of 120 tokens/s)
+    study = _study(tmp_path, [(0.6, 160.0), (0.5, 300.0)])
+    study.set_user_attr("budget", {"spec": "1.5x", "tokens_per_s": 150.0})
+    speed = {"trial-0": 200.0, "trial-1": 330.0, "parent": 120.0}
+    calls = []
+
+    def measure(folder: str) -> float:
+        name = folder.rsplit("/", 1)[-1]
+        calls.append(name)
+        return speed[name] * (0.5 if len(calls) <= 3 else 1.0)
+
+    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent", measure=measure,
+                           pairs=3)
+    # the parent's speed is the median of all its 9 calls; every candidate is re-recorded
+    # on that scale, so the errors against the predictions are not inflated by the spell
+    assert study.user_attrs["parent_measured_tokens_per_s"] == pytest.approx(120.0)
+    rows = {r["trial"]: r["measured_tokens_per_s"] for r in summary["candidates"]}
+    assert rows == {0: pytest.approx(200.0), 1: pytest.approx(330.0)}
+    assert summary["parent"]["measured_tokens_per_s"] == pytest.approx(120.0)
