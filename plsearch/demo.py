@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if fastest is None:
             return code
         _step(f"no saved candidate was measured at the budget {args.budget}; exporting the "
-              f"fastest measured front candidate, trial {fastest}, instead")
+              f"fastest measured candidate, trial {fastest}, instead")
         code = cli(["export", "--run", str(out), "--trial", str(fastest), "--out", str(best)])
         if code:
             return code
@@ -158,11 +158,13 @@ def measure_speedup(exported: Path, profile, pairs: int = 10,
 
 
 def fastest_measured(out: Path) -> int | None:
-    """The trial number of the fastest measured front candidate (None: none measured)."""
+    """The trial number of the fastest measured candidate, on the front or measured below
+    the budget (None: none measured)."""
     from plsearch.search.export import open_for_export
-    from plsearch.search.verify import pareto_front
+    from plsearch.search.verify import fully_evaluated
 
-    measured = [r for r in pareto_front(open_for_export(out_dir=out)) if r.measured_tokens_per_s]
+    measured = [r for r in fully_evaluated(open_for_export(out_dir=out))
+                if r.measured_tokens_per_s and r.candidate_dir]
     return max(measured, key=lambda r: r.measured_tokens_per_s).number if measured else None
 
 
