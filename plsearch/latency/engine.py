@@ -21,9 +21,9 @@ Profiling (whole-model and head rows) and the export card measure through
 ``measure_model``. A speed-up (the check of an arch near a relative budget, verification of
 the front, the demo's and the benches' speed-ups) is timed with ``time_beside``: one call of
 the model, one of the reference, in turn (ABBA), and the median of the pairs' ratios. A
-slow spell of a shared host (seconds long on this project's CI VMs, 1.5-2x slower) then
-hits one pair, not a whole side: 8 pairs of the built-in parent and a 1.6x arch agree to
-about 4%, where two blocks of 3 calls per side spread 1.41-1.76x.
+slow spell of a shared host (seconds long and 1.5-2x slower on the 2-core VM plsearch is
+built on) then hits one pair, not a whole side: 6 pairs of the built-in parent and a 1.6x
+arch agree to about 4%, where blocks of 3 calls per side spread 1.41-1.76x.
 """
 
 from __future__ import annotations
