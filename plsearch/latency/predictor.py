@@ -34,8 +34,8 @@ whole model with the factors fitted on the other archs only (leave one arch out)
 
 A family whose post-norms the pangu recipe absorbs (glm4 -> glm: two RMSNorms fewer per
 layer) exports a model of another type. Its layers cost less than the parent family's
-block rows say (on this CPU under generate(): 5-10%), so the profile also times its
-whole-model archs as the absorbed type (rows of that model_type) and those rows give
+block rows say (3-4% in the shipped cpu table under generate()), so the profile also times
+its whole-model archs as the absorbed type (rows of that model_type) and those rows give
 ``absorbed_layer_scale``; ``predict_latency(..., absorbed=True)`` uses it.
 """
 
