@@ -52,7 +52,8 @@ def test_cached_pipeline_scores_what_the_eager_one_scores(tiny_dir, cache_dir):
 @pytest.mark.slow
 def test_search_quality_runs_on_a_tiny_parent(tiny_dir, cache_dir, tmp_path, capsys):
     quality = _load("search_quality")
-    assert quality.main(["--budgets", "1.2x", "--seeds", "0", "1", "2", "--trials", "2",
+    assert quality.main(["--budgets", tiny_dir["budget"], "--seeds", "0", "1", "2",
+                         "--trials", "2",
                          "--model", str(tiny_dir["model"]), "--space", str(tiny_dir["space"]),
                          "--device-profile", str(tiny_dir["profile"]),
                          "--latency-db", str(tiny_dir["table"]),

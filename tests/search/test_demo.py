@@ -11,7 +11,7 @@ def test_one_candidate_demo_on_a_tiny_space(tiny_dir, tmp_path, cache_dir, capsy
     from plsearch.demo import main
 
     out = tmp_path / "demo"
-    code = main(["--trials", "1", "--budget", "1.2x", "--out", str(out),
+    code = main(["--trials", "1", "--budget", tiny_dir["budget"], "--out", str(out),
                  "--model", str(tiny_dir["model"]), "--space", str(tiny_dir["space"]),
                  "--device-profile", str(tiny_dir["profile"]),
                  "--latency-db", str(tiny_dir["table"]),

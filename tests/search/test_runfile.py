@@ -93,7 +93,8 @@ def test_run_json_replays_the_same_search_into_a_new_folder(tmp_path, tiny_dir):
 def test_cli_search_from_a_run_file_then_its_replay(tmp_path, tiny_dir, cache_dir, capsys):
     """The real pipeline on the tiny parent: one candidate, then the replay builds the same
     arch and scores it the same."""
-    data = _run_file(tmp_path, tiny_dir, trials=1, latency_db=str(tiny_dir["table"]))
+    data = _run_file(tmp_path, tiny_dir, trials=1, latency_db=str(tiny_dir["table"]),
+                     budget=tiny_dir["budget"])
     path = _write(tmp_path / "run.yaml", data)
     first = tmp_path / "first"
     assert main(["search", "--config", path, "--run", str(first), "--no-report"]) == 0

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _args(tiny_dir, out):
-    return ["search", "--budget", "1.2x", "--model", str(tiny_dir["model"]),
+    return ["search", "--budget", tiny_dir["budget"], "--model", str(tiny_dir["model"]),
             "--space", str(tiny_dir["space"]), "--device-profile", str(tiny_dir["profile"]),
             "--latency-db", str(tiny_dir["table"]), "--out", str(out), "--study", "ranks",
             "--no-report", "--no-verify", "--no-screen", "--trials", "2"]
