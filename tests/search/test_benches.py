@@ -57,6 +57,9 @@ def test_search_quality_runs_on_a_tiny_parent(tiny_dir, cache_dir, tmp_path, cap
                          "--model", str(tiny_dir["model"]), "--space", str(tiny_dir["space"]),
                          "--device-profile", str(tiny_dir["profile"]),
                          "--latency-db", str(tiny_dir["table"]),
-                         "--workdir", str(tmp_path)]) == 0
+                         "--workdir", str(tmp_path),
+                         # beside other work the screen's timings of tiny models can refuse
+                         # every arch; the screen has its own tests
+                         "--no-screen"]) == 0
     out = capsys.readouterr().out
     assert "winner objective" in out and "/random" in out and "measured speed-up" in out
