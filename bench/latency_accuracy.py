@@ -12,11 +12,14 @@ compare the median with the prediction. The archs vary depth, width, heads and F
 - ``absorbed``: archs of the space built as the family's post-norm-absorbed model type
   (glm4 -> glm), which is what the pangu recipe exports.
 
-Prints, per arch, measured and predicted time and their ratio, then the three figures of
+Prints, per arch, measured and predicted time and their ratio, and its speed-up over the
+parent (timed in every round as a reference, median of the per-round ratios) measured and
+predicted, then the three figures of
 issue 13 (targets on a quiet 2-core CPU): median |error| (<= 5%), share within +-10%
 (>= 90%), median signed error (|.| <= 3%); also the tokens/s rank correlation, the
 round-to-round spread of the measurements (what bounds any predictor here), the host's
-load average, and what the residual correction (plsearch.latency.refine) would make of
+load average, the same three figures for the speed-ups (what a relative budget such as
+1.5x decides on: they cancel the drift between rounds), and what the residual correction (plsearch.latency.refine) would make of
 these errors (leave-one-out).
 
     .venv/bin/python bench/latency_accuracy.py                       # profile + 14 archs
@@ -158,13 +161,19 @@ def main(argv: list[str] | None = None) -> int:
         cases = [(k, a, False) for k, a, _ in cases]
     dtype = TORCH_DTYPES[profile.dtype]
 
-    measured: dict[int, list[float]] = {i: [] for i in range(len(cases))}
+    # the parent is timed in every round too (not scored): each arch's speed-up over it in
+    # the same round cancels what drifts between rounds, as a relative budget sees it
+    reference = len(cases)
+    timed = [*cases, ("parent", parent, False)]
+    measured: dict[int, list[float]] = {i: [] for i in range(len(timed))}
+    per_round: list[dict[int, float]] = []
     order_rng = random.Random(args.seed)
     for _ in range(args.rounds):
-        order = list(range(len(cases)))
+        order = list(range(len(timed)))
         order_rng.shuffle(order)
+        this_round: dict[int, float] = {}
         for i in order:
-            _, arch, absorbed = cases[i]
+            _, arch, absorbed = timed[i]
             torch.manual_seed(args.seed + i)
             model = build_random_model(family, parent_config, arch, timer.device, dtype,
                                        profile.attn_implementation, absorbed=absorbed)
@@ -172,27 +181,42 @@ def main(argv: list[str] | None = None) -> int:
             prompt = random_prompt(arch.vocab_size, workload.batch_size, workload.prompt_len,
                                    timer.device, generator)
             call = generation_call(model, prompt, workload.generated_len, profile.engine)
-            measured[i] += timer.samples(call, warmup=1, repeats=args.repeats)
+            samples = timer.samples(call, warmup=1, repeats=args.repeats)
+            measured[i] += samples
+            this_round[i] = float(np.median(samples))
             del model
+        per_round.append(this_round)
+    parent_predicted = predict_latency(parent, workload, predictor).total_ms
     results = []
     print(f"\n{'kind':9s} {'arch':30s} {'measured ms':>12s} {'predicted ms':>13s} "
-          f"{'pred/meas':>10s} {'spread':>8s}")
+          f"{'pred/meas':>10s} {'spread':>8s} {'speed-up meas':>14s} {'pred':>6s}")
     for i, (kind, arch, absorbed) in enumerate(cases):
         times = measured[i]
         median = float(np.median(times))
         spread = (max(times) / min(times) - 1.0) if len(times) > 1 else 0.0
         predicted = predict_latency(arch, workload, predictor, absorbed=absorbed)
         ratio = predicted.total_ms / median
+        speedup = float(np.median([r[reference] / r[i] for r in per_round]))
+        speedup_predicted = parent_predicted / predicted.total_ms
         results.append({"kind": kind, "arch": arch.to_dict(), "measured_ms": median,
                         "samples_ms": times, "predicted_ms": predicted.total_ms, "ratio": ratio,
                         "measured_tokens_per_s": workload.batch_size * workload.generated_len
                         / (median / 1e3),
-                        "predicted_tokens_per_s": predicted.tokens_per_s})
+                        "predicted_tokens_per_s": predicted.tokens_per_s,
+                        "measured_speedup": speedup, "predicted_speedup": speedup_predicted})
         print(f"{kind:9s} {arch!s:30s} {median:12.1f} {predicted.total_ms:13.1f} {ratio:10.3f} "
-              f"{100 * spread:7.1f}%")
+              f"{100 * spread:7.1f}% {speedup:13.2f}x {speedup_predicted:5.2f}x")
+    parent_times = measured[reference]
+    print(f"{'parent':9s} {parent!s:30s} {float(np.median(parent_times)):12.1f} "
+          f"{parent_predicted:13.1f} {parent_predicted / float(np.median(parent_times)):10.3f} "
+          f"{100 * (max(parent_times) / min(parent_times) - 1.0):7.1f}%  (the reference)")
 
     signed = np.array([r["ratio"] for r in results]) - 1.0
     errors = np.abs(signed)
+    # speed-up error: predicted over measured speed-up, minus 1 (+ = predicted faster)
+    speed_signed = np.array([r["predicted_speedup"] / r["measured_speedup"]
+                             for r in results]) - 1.0
+    speed_errors = np.abs(speed_signed)
     rank = _spearman([r["measured_tokens_per_s"] for r in results],
                      [r["predicted_tokens_per_s"] for r in results])
     refined = refinement_report([(r["predicted_tokens_per_s"], r["measured_tokens_per_s"])
@@ -206,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         "share_within_10pct": float(np.mean(errors <= 0.10)),
         "median_signed_pct_error": float(100 * np.median(signed)),
         "max_abs_pct_error": float(100 * errors.max()),
+        "speedup_median_abs_pct_error": float(100 * np.median(speed_errors)),
+        "speedup_share_within_10pct": float(np.mean(speed_errors <= 0.10)),
+        "speedup_median_signed_pct_error": float(100 * np.median(speed_signed)),
         "tokens_per_s_spearman": rank,
         "median_spread_pct": float(100 * np.median(
             [max(r["samples_ms"]) / min(r["samples_ms"]) - 1.0 for r in results])),
@@ -221,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
           "(target |.| <= 3%; + = predicted slower than measured)")
     print(f"  max |error| {summary['max_abs_pct_error']:.1f}%; tokens/s rank correlation "
           f"{rank:.3f}; measurement spread max/min (median) {summary['median_spread_pct']:.1f}%")
+    print(f"  speed-ups over the parent (timed in the same rounds): median |error| "
+          f"{summary['speedup_median_abs_pct_error']:.1f}%, within +-10% "
+          f"{100 * summary['speedup_share_within_10pct']:.0f}%, median signed "
+          f"{summary['speedup_median_signed_pct_error']:+.1f}% (+ = predicted faster)")
     ra, rb = refined["median_abs_before"], refined["median_abs_after"]
     print(f"  residual correction (leave-one-out): median |error| {100 * ra:.1f}% -> "
           f"{100 * rb:.1f}%" if rb is not None else "  residual correction: too few archs")

@@ -1,0 +1,44 @@
+"""bench/latency_accuracy.py runs end to end on the shipped table (its numbers mean nothing
+with a tiny workload and one thread beside other tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_accuracy_bench_times_each_arch_beside_the_parent(tmp_path, capsys):
+    bench = _load("latency_accuracy")
+    profile = tmp_path / "small.yaml"
+    profile.write_text("name: small\nkind: cpu\nthreads: 1\n"
+                       "workload: {batch_size: 1, prompt_len: 16, generated_len: 4}\n")
+    table = next((ROOT / "latency_db").glob("cpu-*.csv"))
+    out = tmp_path / "accuracy.json"
+    assert bench.main(["--table", str(table), "--device-profile", str(profile),
+                       "--inside", "1", "--outside", "1", "--absorbed", "1",
+                       "--rounds", "2", "--repeats", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "(the reference)" in printed and "speed-ups over the parent" in printed
+    data = json.loads(out.read_text())
+    assert [a["kind"] for a in data["archs"]] == ["inside", "outside", "absorbed"]
+    for arch in data["archs"]:
+        assert len(arch["samples_ms"]) == 2  # one per round
+        assert arch["measured_speedup"] > 0 and arch["predicted_speedup"] > 0
+    summary = data["summary"]
+    for key in ("median_abs_pct_error", "speedup_median_abs_pct_error",
+                "speedup_median_signed_pct_error"):
+        assert math.isfinite(summary[key])
+    assert 0.0 <= summary["speedup_share_within_10pct"] <= 1.0
