@@ -14,13 +14,14 @@ compare the median with the prediction. The archs vary depth, width, heads and F
 
 Prints, per arch, measured and predicted time and their ratio, and its speed-up over the
 parent (timed in every round as a reference, median of the per-round ratios) measured and
-predicted, then the three figures of
-issue 13 (targets on a quiet 2-core CPU): median |error| (<= 5%), share within +-10%
-(>= 90%), median signed error (|.| <= 3%); also the tokens/s rank correlation, the
-round-to-round spread of the measurements (what bounds any predictor here), the host's
-load average, the same three figures for the speed-ups (what a relative budget such as
-1.5x decides on: they cancel the drift between rounds), and what the residual correction (plsearch.latency.refine) would make of
-these errors (leave-one-out).
+predicted, then the three figures of issue 13 (targets on a quiet 2-core CPU): median
+|error| (<= 5%), share within +-10% (>= 90%), median signed error (|.| <= 3%); also the
+tokens/s rank correlation, the round-to-round spread of the measurements (what bounds any
+predictor here), the host's load average, the same three figures for the speed-ups (what
+a relative budget such as 1.5x decides on: they cancel the drift between rounds), and
+what the residual correction (plsearch.latency.refine) would make of these errors
+(leave-one-out). Seven rounds by default: with three, one slow spell of this shared VM
+moved single archs by 15-25% (2026-12-01).
 
     .venv/bin/python bench/latency_accuracy.py                       # profile + 14 archs
     .venv/bin/python bench/latency_accuracy.py --table latency_db/cpu-intel-r-xeon-r-processor.csv
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", default="default", help="search space (default: default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per visit")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds over all archs, each in a new random order (default 3)")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="rounds over all archs, each in a new random order (default 7)")
     parser.add_argument("--max-spread", type=float, default=None,
                         help="profiling: rounds of a row may disagree by this fraction before "
                         "it is measured again, then refused (default 0.10; raise it on a "
