@@ -49,9 +49,9 @@ def _reachable_budget(paths, profile, parent, share: float = 0.4) -> str:
 
     The table is measured on the machine running the tests, so how much faster the tiny
     space's archs are than their parent varies from machine to machine and with its load
-    (1.17x at most on one CI box, 1.87x for 40% of them on a quiet one, 0.68x-1.15x beside two busy
-    processes): a fixed "1.2x" can be unreachable. These tests check the pipeline, not the
-    speeds, so the budget follows the table, even below 1x where the table says so."""
+    (1.17x at most on one CI box; 1.87x for 40% of them on a quiet one; 0.68x-1.15x beside
+    two busy processes): a fixed "1.2x" can be unreachable. These tests check the pipeline,
+    not the speeds, so the budget follows the table, even below 1x where the table says so."""
     import math
 
     from plsearch.search.pipeline import load_latency
