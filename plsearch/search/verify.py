@@ -90,8 +90,8 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     Each candidate is timed beside the parent, one generation call each in turn (``pairs``
     pairs, plsearch.latency.engine.time_beside), and recorded as its speed-up times the
     parent's measured speed: the median of every parent call (3 first, then one per pair),
-    which sets the measured budget. ``measure(folder) -> tokens/s of one call`` replaces loading a saved
-    model and timing one generation (tests). Candidates already measured (another worker
+    which sets the measured budget. ``measure(folder) -> tokens/s of one call`` replaces
+    loading a saved model and timing one generation (tests). Candidates already measured (another worker
     verified them) are not measured again.
     """
     from plsearch.latency.engine import time_beside
