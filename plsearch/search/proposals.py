@@ -17,9 +17,9 @@ the aligned grid meet the budget:
   infeasible arch is never built, never scored and never reported to the sampler, and the
   params Optuna records are the arch that is built.
 - The budget band (feasible archs at most 15% above the budget, the most capable shapes
-  that still meet it) comes first: its largest archs are proposed before the inner sampler
-  is asked anything, until ``first_count`` of them passed the pre-build timing check (a
-  refused one hands its place to the next).
+  that still meet it) comes first: its best archs (band.py orders them) are proposed
+  before the inner sampler is asked anything, until ``first_count`` of them passed the
+  pre-build timing check (a refused one hands its place to the next).
 - Speed bins: the feasible set's predicted speeds cut into equal-count bins; the ladder
   compares a candidate only with candidates of its bin, so speed alone carries no one up.
 """
@@ -135,19 +135,23 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         self.inner = inner
         self.grid = grid
         self.feasible = feasible
-        # ``first`` (the budget band, largest first) is proposed before anything else until
-        # ``first_count`` of its archs were tried and not ruled out by the pre-build timing
-        # check (a refused band arch hands its place to the next one); at most
-        # 4 x first_count band archs are tried that way.
-        self.first = tuple(first)
-        self._first_set = set(self.first)
-        self.first_count = len(self.first) if first_count is None else first_count
+        self.propose_first(first, first_count)
         self._rng = random.Random(seed)
         self._searched = [n for n in AXES if len(grid.values[n]) > 1]
         self._all = feasible  # narrow() picks from this, so a looser correction can widen
         self._coords = [self._position(a) for a in feasible.archs]
         self._chosen: dict[int, ArchConfig] = {}  # trial id -> arch (independent sampling)
         self.exhausted = False  # narrow() left no arch: nothing meets the budget as measured
+
+    def propose_first(self, first: tuple[ArchConfig, ...] | list[ArchConfig],
+                      count: int | None = None) -> None:
+        """Propose ``first`` (the budget band in the order band.band_order gives) before
+        anything else until ``count`` of its archs were tried and not ruled out by the
+        pre-build timing check (a refused band arch hands its place to the next one); at
+        most 4 x count band archs are tried that way."""
+        self.first = tuple(first)
+        self._first_set = set(self.first)
+        self.first_count = len(self.first) if count is None else count
 
     def narrow(self, keep: Callable[[ArchConfig], bool]) -> int:
         """Propose only the feasible archs that ``keep`` accepts from now on (the latency

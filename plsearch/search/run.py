@@ -221,15 +221,8 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         stage(f"study {name} in {st._redact(url)}")
         stage(f"budget {plan.budget.spec} = {plan.need:,.0f} tokens/s predicted (parent "
               f"{plan.parent_tokens_per_s:,.0f}): {plan.feasible.describe()}")
-        band = tuple(plan.feasible.band())
-        count = min(plan.space.ladder.band_first, len(band))
         sampler = FeasibleSampler(st.make_sampler(opts.sampler, opts.seed, opts.trials),
-                                  plan.grid, plan.feasible, seed=opts.seed, first=band,
-                                  first_count=count)
-        if count:
-            stage(f"proposed first: the {count} largest archs of the budget band "
-                  f"({'; '.join(str(a) for a in band[:count])}), the next ones in the place "
-                  "of any the timing check refuses")
+                                  plan.grid, plan.feasible, seed=opts.seed)
         study = st.open_study(url, name, sampler, opts.heartbeat_interval, opts.grace_period)
         try:
             attrs = _record_study(study, plan, opts, name, run_dir, artifacts)
@@ -255,6 +248,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
             study.set_user_attr("parent_accuracy_stderr", parent_score.accuracy_stderr)
             study.set_user_attr("parent_perplexity", parent_score.perplexity)
             study.set_user_attr("parent_scores", parent_score.scores)
+        _propose_band_first(sampler, plan, pipeline, study, opts.seed, stage, on_progress)
         eta = _Eta(study, opts.trials, on_progress)
         objective = make_objective(pipeline, plan.grid, plan.space, plan.need, artifacts,
                                    feasible=plan.feasible, progress=eta.say,
@@ -287,6 +281,31 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         failed=sum(1 for t in trials if t.state == TrialState.FAIL), front=front,
         verification=verification, recovered=recovered,
         seconds=time.perf_counter() - started)
+
+
+def _propose_band_first(sampler, plan: SearchPlan, pipeline, study: optuna.Study, seed: int,
+                        stage: Callable[[str], None], progress) -> None:
+    """Queue the budget band's best archs (band.py) ahead of the sampler; the build KLs
+    are kept in the study's ``band_order`` attribute, so a resumed study measures none
+    again."""
+    from plsearch.search.band import band_order
+
+    ladder = plan.space.ladder
+    band = plan.feasible.band()
+    count = min(ladder.band_first, len(band))
+    if not count:
+        return
+    known = study.user_attrs.get("band_order", [])
+    if ladder.band_rank == "build_kl" and len(known) < min(ladder.band_probe, len(band)):
+        stage(f"ranking the budget band ({len(band)} archs) by the held-out KL right after "
+              f"the build ({min(ladder.band_probe, len(band))} measured)")
+    order = band_order(pipeline, band, rank=ladder.band_rank, probe=ladder.band_probe,
+                       seed=seed, progress=progress, known=known)
+    if order.build_kl and len(order.build_kl) > len(known):
+        study.set_user_attr("band_order", order.to_attr())
+    sampler.propose_first(order.archs, count)
+    stage(f"proposed first: {order.describe(count)}; the next ones in the place of any the "
+          "timing check refuses")
 
 
 def _failed_builds(trials) -> int:

@@ -65,6 +65,7 @@ _MULTIPLE_OF = {
 }
 _RECIPES = RECIPE_NAMES
 _SIGNALS = ("kl", "build_kl", "accuracy", "objective")  # ladder.SIGNALS (no import cycle)
+_BAND_RANKS = ("build_kl", "params")  # band.BAND_RANKS (no import cycle)
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,14 @@ class Ladder:
     # Candidates compete only with those of similar predicted speed: the feasible set is
     # cut into this many bins of equal count (1: no bins).
     speed_bins: int = 3
-    # Archs of the budget band (within 15% above the budget), largest first, queued before
-    # the sampler proposes anything: the most capable feasible shapes are built first.
+    # Archs of the budget band (within 15% above the budget) queued before the sampler
+    # proposes anything: the most capable feasible shapes are built first.
     band_first: int = 3
+    # How the band is ordered (search/band.py): build_kl = the held-out KL to the parent
+    # right after the build, lowest first (a build and one held-out pass per arch, for at
+    # most band_probe archs of the band); params = most parameters first (no model work).
+    band_rank: str = "build_kl"
+    band_probe: int = 64
 
 
 @dataclass(frozen=True)
@@ -371,7 +377,8 @@ def _parse_ladder(raw: Any, problems: list[str]) -> Ladder | None:
     if not isinstance(raw, dict):
         problems.append(f"ladder must be a mapping with rungs and promotion_rate, got {raw!r}")
         return None
-    keys = ("rungs", "promotion_rate", "signal", "speed_bins", "band_first")
+    keys = ("rungs", "promotion_rate", "signal", "speed_bins", "band_first", "band_rank",
+            "band_probe")
     unknown = sorted(set(raw) - set(keys))
     if unknown:
         problems.append(f"unknown key(s) {unknown} in ladder (expected: {', '.join(keys)})")
@@ -394,15 +401,20 @@ def _parse_ladder(raw: Any, problems: list[str]) -> Ladder | None:
     signal = raw.get("signal", Ladder.signal)
     if signal not in _SIGNALS:
         problems.append(f"ladder.signal must be one of {', '.join(_SIGNALS)}, got {signal!r}")
+    band_rank = raw.get("band_rank", Ladder.band_rank)
+    if band_rank not in _BAND_RANKS:
+        problems.append(f"ladder.band_rank must be one of {', '.join(_BAND_RANKS)}, got "
+                        f"{band_rank!r}")
     counts = {}
-    for name, low in (("speed_bins", 1), ("band_first", 0)):
+    for name, low in (("speed_bins", 1), ("band_first", 0), ("band_probe", 1)):
         value = raw.get(name, getattr(Ladder, name))
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             problems.append(f"ladder.{name} must be an integer >= {low}, got {value!r}")
         counts[name] = value
     if len(rungs) != len(rungs_raw or []) or problems:
         return None
-    return Ladder(rungs=tuple(rungs), promotion_rate=float(rate), signal=signal, **counts)
+    return Ladder(rungs=tuple(rungs), promotion_rate=float(rate), signal=signal,
+                  band_rank=band_rank, **counts)
 
 
 def _parse_objective(raw: Any, problems: list[str]) -> Objective | None:
