@@ -7,7 +7,8 @@ scored candidates.
 
 Study: directions [maximize, maximize] = [accuracy objective, predicted tokens/s]. The
 latency predictor is cheap, so the archs that meet the budget are known before the first
-trial (proposals.py); the sampler proposes only those, the budget band's largest first. An
+trial (proposals.py); the sampler proposes only those, the budget band's best first (the
+lowest held-out KL to the parent right after the build, band.py). An
 arch that was not evaluated has no accuracy: it is never handed to a sampler with a
 made-up value.
 

@@ -58,6 +58,12 @@ def test_three_trial_search_then_export(tiny_dir, tmp_path, cache_dir, capsys):
     assert study.user_attrs["verification"]["candidates"]
     assert "parent_accuracy" in study.user_attrs and "parent_accuracy_stderr" in study.user_attrs
     assert "archs meet the budget" in printed and "search ETA" in printed
+    # the band was ranked by the real build KL, and its best arch was built first
+    ranked = study.user_attrs["band_order"]
+    assert ranked and all(kl > 0 for _, kl in ranked)
+    assert [kl for _, kl in ranked] == sorted(kl for _, kl in ranked)
+    assert trials[0].user_attrs["arch"] == ranked[0][0]
+    assert "lowest held-out KL right after the build" in printed
 
     # Export the best candidate meeting the budget: an ordinary HF folder with a card.
     # --best-for reads measured speeds: ask for what the fastest measured candidate reached

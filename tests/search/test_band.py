@@ -1,0 +1,163 @@
+"""The budget band is ordered by the held-out KL right after the build (band.py)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+
+from plsearch.arch import ArchConfig
+from plsearch.config import Alignment
+from plsearch.errors import ConfigError
+from plsearch.search import band as band_module
+from plsearch.search import space as space_module
+from plsearch.search.band import band_order
+from plsearch.search.proposals import feasible_set
+from plsearch.search.run import SearchOptions, run_search
+from plsearch.search.space import parse_space
+from plsearch.search.study import storage_url
+from plsearch.search.testing import FakeLatency, FakePipeline
+
+PARENT = ArchConfig(num_hidden_layers=6, hidden_size=128, num_attention_heads=8,
+                    num_key_value_heads=2, head_dim=16, intermediate_size=512,
+                    vocab_size=256, tie_word_embeddings=False)
+SPACE = parse_space({
+    "axes": {"num_hidden_layers": {"min": 2, "max": 6}, "hidden_size": [64, 96, 128],
+             "num_key_value_heads": [1, 2], "num_attention_heads": [2, 4, 8],
+             "intermediate_size": {"min": 128, "max": 512, "step": 128}},
+    "ladder": {"rungs": [{"kd_steps": 1, "limit": 2}, {"kd_steps": 2}]},
+    "objective": {"tasks": {"plsearch_add": 1.0}},
+})
+
+
+class DepthPipeline(FakePipeline):
+    """Build KL falls with depth, not with size (as on the built-in parent); counts calls."""
+
+    def __init__(self, *args, fail=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.built, self.released, self.fail = [], 0, set(fail)
+
+    def build(self, arch):
+        if arch in self.fail:
+            raise RuntimeError(f"cannot build {arch}")
+        self.built.append(arch)
+        return super().build(arch)
+
+    def heldout_kl(self, model):
+        arch = model["arch"]
+        return 10.0 / arch.num_hidden_layers + arch.intermediate_size / 1e4, 0.01
+
+    def release(self, model):
+        self.released += 1
+
+
+def _band(share: float = 0.4):
+    latency = FakeLatency()
+    grid = SPACE.resolve(PARENT, Alignment())
+    speeds = sorted(latency.tokens_per_s(a) for a in grid.archs())
+    need = speeds[int(len(speeds) * (1 - share))]
+    pipeline = DepthPipeline(SPACE, latency)
+    return feasible_set(grid, pipeline.predict, need, pipeline.num_params).band(), pipeline
+
+
+def _kl(pipeline, arch):
+    return pipeline.heldout_kl({"arch": arch})[0]
+
+
+def test_the_band_is_ordered_by_build_kl_not_size():
+    band, pipeline = _band()
+    assert len(band) >= 6
+    order = band_order(pipeline, band, probe=len(band), seed=0)
+    assert sorted(order.archs, key=str) == sorted(band, key=str)  # the same archs
+    kls = [order.build_kl[a] for a in order.archs]
+    assert kls == sorted(kls) and kls == [_kl(pipeline, a) for a in order.archs]
+    assert order.archs != tuple(band)  # depth wins here, not parameter count
+    assert order.archs[0].num_hidden_layers == max(a.num_hidden_layers for a in band)
+    assert sorted(pipeline.built, key=str) == sorted(band, key=str)  # each built once
+    assert pipeline.released == len(band)  # and released
+    attr = order.to_attr()
+    assert [ArchConfig.from_dict(a) for a, _ in attr] == list(order.archs)
+    assert "lowest held-out KL" in order.describe(2) and str(order.archs[0]) in order.describe(2)
+
+
+def test_a_large_band_is_probed_on_a_seeded_sample():
+    band, _ = _band()
+    runs = {}
+    for seed in (0, 0, 1):
+        _, pipeline = _band()
+        order = band_order(pipeline, band, probe=3, seed=seed)
+        assert len(pipeline.built) == 3 and set(order.build_kl) == set(pipeline.built)
+        measured = order.archs[:3]
+        assert [order.build_kl[a] for a in measured] == sorted(order.build_kl.values())
+        assert list(order.archs[3:]) == [a for a in band if a not in order.build_kl]
+        runs.setdefault(seed, []).append(order.archs)
+    assert runs[0][0] == runs[0][1]  # the same seed, the same sample and order
+    assert set(runs[0][0][:3]) != set(runs[1][0][:3])  # another seed, another sample
+
+
+def test_known_build_kls_are_not_measured_again():
+    band, pipeline = _band()
+    first = band_order(pipeline, band, probe=len(band), seed=0)
+    _, again = _band()
+    second = band_order(again, band, probe=len(band), seed=0, known=first.to_attr())
+    assert again.built == [] and second.archs == first.archs
+
+
+def test_params_rank_builds_nothing():
+    band, pipeline = _band()
+    order = band_order(pipeline, band, rank="params")
+    assert order.archs == tuple(band) and pipeline.built == [] and not order.to_attr()
+    assert "largest archs of the budget band" in order.describe(2)
+    with pytest.raises(ValueError, match="band rank"):
+        band_order(pipeline, band, rank="size")
+
+
+def test_an_arch_that_cannot_be_built_ranks_last(caplog):
+    band, _ = _band()
+    best = band_order(_band()[1], band, probe=len(band)).archs[0]
+    _, pipeline = _band()
+    pipeline.fail = {best}
+    order = band_order(pipeline, band, probe=len(band))
+    assert order.archs[-1] == best and best not in order.build_kl
+    assert "could not build" in caplog.text
+
+
+def test_space_files_choose_the_band_rank():
+    assert space_module._BAND_RANKS == band_module.BAND_RANKS
+    raw = {"axes": {"hidden_size": [64]}, "objective": {"tasks": {"plsearch_add": 1.0}},
+           "ladder": {"rungs": [{"kd_steps": 1}], "band_rank": "params", "band_probe": 5}}
+    ladder = parse_space(raw).ladder
+    assert (ladder.band_rank, ladder.band_probe) == ("params", 5)
+    raw["ladder"].update(band_rank="size", band_probe=0)
+    with pytest.raises(ConfigError) as info:
+        parse_space(raw)
+    assert "ladder.band_rank" in str(info.value) and "ladder.band_probe" in str(info.value)
+
+
+def test_the_search_builds_the_lowest_kl_band_archs_first_and_resumes_without_remeasuring(
+        tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    space = yaml.safe_load(tiny_dir["space"].read_text())
+    space["ladder"]["band_first"] = 2
+    pipelines = []
+
+    def factory(model_dir, space, profile, latency, *, seed=0):
+        pipelines.append(DepthPipeline(space, latency, profile))
+        return pipelines[-1]
+
+    def search(trials):
+        return run_search(SearchOptions(
+            budget="1.3x", model=str(tiny_dir["model"]), space=space,
+            device_profile=str(tiny_dir["profile"]), trials=trials, out=str(out),
+            study="band", verify=False, command="test"),
+            latency=FakeLatency(), pipeline_factory=factory)
+
+    search(3)
+    study = optuna.load_study(study_name="band", storage=storage_url(None, out))
+    ranked = [ArchConfig.from_dict(a) for a, _ in study.user_attrs["band_order"]]
+    trials = study.get_trials()
+    assert [ArchConfig.from_dict(t.user_attrs["arch"]) for t in trials[:2]] == ranked[:2]
+    probed = len(ranked)
+    assert set(pipelines[0].built[:probed]) == set(ranked)  # measured before any trial
+    search(4)  # resumed: one more candidate, no band arch built again for the ranking
+    assert len(pipelines[1].built) == 1
