@@ -5,6 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 import yaml
+from test_proposals import PARENT, SPACE  # the same small space as the proposal tests
 
 from plsearch.arch import ArchConfig
 from plsearch.config import Alignment
@@ -17,17 +18,6 @@ from plsearch.search.run import SearchOptions, run_search
 from plsearch.search.space import parse_space
 from plsearch.search.study import storage_url
 from plsearch.search.testing import FakeLatency, FakePipeline
-
-PARENT = ArchConfig(num_hidden_layers=6, hidden_size=128, num_attention_heads=8,
-                    num_key_value_heads=2, head_dim=16, intermediate_size=512,
-                    vocab_size=256, tie_word_embeddings=False)
-SPACE = parse_space({
-    "axes": {"num_hidden_layers": {"min": 2, "max": 6}, "hidden_size": [64, 96, 128],
-             "num_key_value_heads": [1, 2], "num_attention_heads": [2, 4, 8],
-             "intermediate_size": {"min": 128, "max": 512, "step": 128}},
-    "ladder": {"rungs": [{"kd_steps": 1, "limit": 2}, {"kd_steps": 2}]},
-    "objective": {"tasks": {"plsearch_add": 1.0}},
-})
 
 
 class DepthPipeline(FakePipeline):
