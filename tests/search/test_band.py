@@ -5,15 +5,13 @@ from __future__ import annotations
 import optuna
 import pytest
 import yaml
-from test_proposals import PARENT, SPACE  # the same small space as the proposal tests
+from test_proposals import _setup  # the same small space as the proposal tests
 
 from plsearch.arch import ArchConfig
-from plsearch.config import Alignment
 from plsearch.errors import ConfigError
 from plsearch.search import band as band_module
 from plsearch.search import space as space_module
 from plsearch.search.band import band_order
-from plsearch.search.proposals import feasible_set
 from plsearch.search.run import SearchOptions, run_search
 from plsearch.search.space import parse_space
 from plsearch.search.study import storage_url
@@ -42,12 +40,9 @@ class DepthPipeline(FakePipeline):
 
 
 def _band(share: float = 0.4):
-    latency = FakeLatency()
-    grid = SPACE.resolve(PARENT, Alignment())
-    speeds = sorted(latency.tokens_per_s(a) for a in grid.archs())
-    need = speeds[int(len(speeds) * (1 - share))]
-    pipeline = DepthPipeline(SPACE, latency)
-    return feasible_set(grid, pipeline.predict, need, pipeline.num_params).band(), pipeline
+    """The budget band of test_proposals' grid (largest first) and a fresh DepthPipeline."""
+    _, pipeline, _, feasible = _setup(share, DepthPipeline)
+    return feasible.band(), pipeline
 
 
 def _kl(pipeline, arch):

@@ -39,13 +39,13 @@ class CountingPipeline(FakePipeline):
         return super().score(model, rung, on_task)
 
 
-def _setup(share: float = 0.3):
+def _setup(share: float = 0.3, pipeline_class=None):
     """Grid, latency, budget: the fastest ``share`` of the grid meets the budget."""
     latency = FakeLatency()
     grid = SPACE.resolve(PARENT, Alignment())
     speeds = sorted(latency.tokens_per_s(a) for a in grid.archs())
     need = speeds[int(len(speeds) * (1 - share))]
-    pipeline = CountingPipeline(SPACE, latency)
+    pipeline = (pipeline_class or CountingPipeline)(SPACE, latency)
     feasible = feasible_set(grid, pipeline.predict, need, pipeline.num_params)
     return grid, pipeline, need, feasible
 
