@@ -51,7 +51,8 @@ class BandOrder:
         if self.rank == "params":
             return (f"the {len(head)} largest archs of the budget band "
                     f"({'; '.join(str(a) for a in head)})")
-        shown = "; ".join(f"{a} (KL {self.build_kl[a]:.2f})" for a in head)
+        shown = "; ".join(f"{a} (KL {self.build_kl[a]:.2f})" if a in self.build_kl
+                          else f"{a} (not measured)" for a in head)
         return (f"the {len(head)} budget-band archs with the lowest held-out KL right after "
                 f"the build, of {len(self.build_kl)} measured ({shown})")
 

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -300,12 +301,26 @@ def _propose_band_first(sampler, plan: SearchPlan, pipeline, study: optuna.Study
         stage(f"ranking the budget band ({len(band)} archs) by the held-out KL right after "
               f"the build ({min(ladder.band_probe, len(band))} measured)")
     order = band_order(pipeline, band, rank=ladder.band_rank, probe=ladder.band_probe,
-                       seed=seed, progress=progress, known=known)
+                       seed=seed, progress=_every(progress, 5.0), known=known)
     if order.build_kl and len(order.build_kl) > len(known):
         study.set_user_attr("band_order", order.to_attr())
     sampler.propose_first(order.archs, count)
     stage(f"proposed first: {order.describe(count)}; the next ones in the place of any the "
           "timing check refuses")
+
+
+def _every(sink: Callable[[str], None] | None, seconds: float):
+    """``sink``, passing on at most one message every ``seconds`` (None stays None)."""
+    if sink is None:
+        return None
+    last = [-math.inf]
+
+    def say(message: str) -> None:
+        if time.monotonic() - last[0] >= seconds:
+            last[0] = time.monotonic()
+            sink(message)
+
+    return say
 
 
 def _failed_builds(trials) -> int:

@@ -76,6 +76,8 @@ def test_a_large_band_is_probed_on_a_seeded_sample():
         assert [order.build_kl[a] for a in measured] == sorted(order.build_kl.values())
         assert list(order.archs[3:]) == [a for a in band if a not in order.build_kl]
         runs.setdefault(seed, []).append(order.archs)
+        described = order.describe(5)  # 3 measured, then 2 that were not
+        assert described.count("(KL ") == 3 and described.count("(not measured)") == 2
     assert runs[0][0] == runs[0][1]  # the same seed, the same sample and order
     assert set(runs[0][0][:3]) != set(runs[1][0][:3])  # another seed, another sample
 
@@ -146,3 +148,13 @@ def test_the_search_builds_the_lowest_kl_band_archs_first_and_resumes_without_re
     assert set(pipelines[0].built[:probed]) == set(ranked)  # measured before any trial
     search(4)  # resumed: one more candidate, no band arch built again for the ranking
     assert len(pipelines[1].built) == 1
+
+
+def test_band_progress_is_passed_on_at_most_every_few_seconds():
+    from plsearch.search.run import _every
+
+    said = []
+    say = _every(said.append, 60.0)
+    for k in range(5):
+        say(f"arch {k}")
+    assert said == ["arch 0"] and _every(None, 1.0) is None
