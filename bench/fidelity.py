@@ -23,10 +23,11 @@ mean standard errors.
 
 --band BUDGET draws the archs from that budget's band instead (feasible, predicted at
 most 15% above the budget): which signal should rank the band that the search builds
-first? (It ranks the band by parameter count today; in the 2x search-quality run the
-band's largest shapes, L4 d256, kept 58-70% of the parent while deep narrow ones kept
-92-96%. On 8 of that run's archs, 2026-12-01: Spearman rho with their top-rung objective
--0.79 for parameter count, +0.86 for -build KL, -0.26 for rung 0's objective.)
+first? (The search ranks it by build KL since session 5, by parameter count before; in
+session 4's 2x search-quality run the band's largest shapes, L4 d256, kept 58-70% of the
+parent while deep narrow ones kept 92-96%. On 8 of that run's archs, 2026-12-01: Spearman
+rho with their top-rung objective -0.79 for parameter count, +0.86 for -build KL, -0.26
+for rung 0's objective.)
 """
 
 from __future__ import annotations

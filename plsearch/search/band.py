@@ -74,8 +74,9 @@ def band_order(pipeline, band: Sequence[ArchConfig], *, rank: str = "build_kl",
     band = list(band)
     if rank == "params" or not band:
         return BandOrder(archs=tuple(band), rank="params")
+    in_band = set(band)
     measured = {ArchConfig.from_dict(a): float(kl) for a, kl in known}
-    measured = {a: kl for a, kl in measured.items() if a in set(band)}
+    measured = {a: kl for a, kl in measured.items() if a in in_band}
     if len(band) > probe:
         chosen = random.Random(seed).sample(range(len(band)), probe)
         todo = [band[i] for i in sorted(chosen)]  # largest first among the sample

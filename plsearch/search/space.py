@@ -34,6 +34,7 @@ from plsearch.config import Alignment, _convert, configs_dir, read_yaml, shipped
 from plsearch.distill import KDConfig
 from plsearch.errors import ConfigError
 from plsearch.prune.recipe import RECIPE_NAMES
+from plsearch.search.band import BAND_RANKS as _BAND_RANKS  # band imports no space
 
 __all__ = [
     "AXES",
@@ -65,7 +66,6 @@ _MULTIPLE_OF = {
 }
 _RECIPES = RECIPE_NAMES
 _SIGNALS = ("kl", "build_kl", "accuracy", "objective")  # ladder.SIGNALS (no import cycle)
-_BAND_RANKS = ("build_kl", "params")  # band.BAND_RANKS (no import cycle)
 
 
 @dataclass(frozen=True)
