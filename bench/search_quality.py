@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results = {"default": [(r.arch, r.objective, r.objective_stderr, r.accuracy,
                                     r.predicted_tokens_per_s) for r in done]}
-            rng = random.Random(seed)
+            # its own stream: Random(seed) is the default search's first draw as well
+            rng = random.Random(f"random-baseline-{seed}")
             picks = {"random": rng.sample(list(feasible.archs), min(n_full, len(feasible.archs))),
                      "largest": feasible.largest_first()[:n_full]}
             for method, archs in picks.items():

@@ -22,6 +22,10 @@ the aligned grid meet the budget:
   pre-build timing check (a refused one hands its place to the next).
 - Speed bins: the feasible set's predicted speeds cut into equal-count bins; the ladder
   compares a candidate only with candidates of its bin, so speed alone carries no one up.
+  Whole archs drawn at random (the inner sampler's start-up trials, or the random
+  sampler) come from the bin with the fewest trials so far, the faster bin on a tie: the
+  band fills the slowest bin first, so the next draws reach the fast end and the front
+  spans the speeds a user may pick from, not only the budget's.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import bisect
 import dataclasses
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +134,7 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
 
     def __init__(self, inner: optuna.samplers.BaseSampler, grid: SearchGrid,
                  feasible: FeasibleSet, seed: int = 0, first: tuple[ArchConfig, ...] = (),
-                 first_count: int | None = None):
+                 first_count: int | None = None, speed_bins: int = 1):
         if not feasible.archs:
             raise ValueError("FeasibleSampler needs at least one feasible arch")
         self.inner = inner
@@ -137,6 +142,7 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         self.feasible = feasible
         self.propose_first(first, first_count)
         self._rng = random.Random(seed)
+        self.speed_bins = speed_bins  # the ladder's: random draws spread over them
         self._searched = [n for n in AXES if len(grid.values[n]) > 1]
         self._all = feasible  # narrow() picks from this, so a looser correction can widen
         self._coords = [self._position(a) for a in feasible.archs]
@@ -257,4 +263,19 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         return self.feasible.archs[best]
 
     def _random_untried(self, study) -> ArchConfig:
-        return self.feasible.archs[self._rng.choice(self._untried(study))]
+        """An untried feasible arch, uniform within the speed bin (of the ladder's bins)
+        with the fewest trials so far; the faster bin on a tie."""
+        left = self._untried(study)
+        if self.speed_bins > 1:
+            from plsearch.search.record import TrialRecord
+
+            edges = self._all.bin_edges(self.speed_bins)  # as the ladder cuts them
+
+            def bin_of(i: int) -> int:
+                return bisect.bisect_right(edges, self.feasible.tokens_per_s[i])
+
+            tried = Counter(TrialRecord.from_trial(t).speed_bin
+                            for t in study.get_trials(deepcopy=False))
+            chosen = min({bin_of(i) for i in left}, key=lambda b: (tried[b], -b))
+            left = [i for i in left if bin_of(i) == chosen]
+        return self.feasible.archs[self._rng.choice(left)]

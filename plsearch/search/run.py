@@ -223,7 +223,8 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         stage(f"budget {plan.budget.spec} = {plan.need:,.0f} tokens/s predicted (parent "
               f"{plan.parent_tokens_per_s:,.0f}): {plan.feasible.describe()}")
         sampler = FeasibleSampler(st.make_sampler(opts.sampler, opts.seed, opts.trials),
-                                  plan.grid, plan.feasible, seed=opts.seed)
+                                  plan.grid, plan.feasible, seed=opts.seed,
+                                  speed_bins=plan.space.ladder.speed_bins)
         study = st.open_study(url, name, sampler, opts.heartbeat_interval, opts.grace_period)
         try:
             attrs = _record_study(study, plan, opts, name, run_dir, artifacts)

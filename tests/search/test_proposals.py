@@ -106,6 +106,23 @@ def test_a_band_arch_refused_by_the_timing_check_hands_its_place_to_the_next(tmp
     assert sampler._first_untried(study) is None  # two band archs built: the sampler's turn
 
 
+def test_random_draws_spread_over_the_speed_bins_fast_end_first(tmp_path):
+    grid, pipeline, need, feasible = _setup(share=0.6)
+    band = tuple(feasible.band())
+    assert {feasible.speed_bin(pipeline.predict(a), 3) for a in band[:2]} == {0}
+    sampler = FeasibleSampler(make_sampler("random", 0, 8), grid, feasible, seed=0,
+                              first=band, first_count=2, speed_bins=3)
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    objective = make_objective(pipeline, grid, SPACE, need, tmp_path / "c", feasible=feasible)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=8)
+    bins = [t.user_attrs["speed_bin"] for t in study.get_trials()]
+    for arch, speed_bin in zip(pipeline.built, bins):  # the bin the ladder compares within
+        assert feasible.speed_bin(pipeline.predict(arch), 3) == speed_bin
+    # the band fills the slowest bin; then the fewest-tried bin, the faster one on a tie
+    assert bins == [0, 0, 2, 1, 2, 1, 2, 1]
+
+
 def test_narrow_leaves_out_what_the_refined_predictor_rules_out(tmp_path):
     grid, pipeline, need, feasible = _setup()
     band = tuple(feasible.band())
