@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,12 +42,14 @@ from plsearch.errors import ConfigError, DeviceError
 from plsearch.latency.timers import Timer, Timing, device_threads, profile_timer
 
 __all__ = [
+    "CLOSE",
     "ENGINES",
     "TORCH_DTYPES",
     "EngineMeasurement",
     "SpeedUp",
     "build_random_model",
     "call_timer",
+    "close_call",
     "generation_call",
     "measure_arch",
     "measure_beside",
@@ -243,6 +246,7 @@ class SpeedUp:
     reference_tokens_per_s: float  # the reference's median
     pairs: int
     spread: float  # (p90 - p10) / median of the pairs' ratios
+    calls: tuple[tuple[float, float], ...] = ()  # (its, the reference's) tokens/s per pair
 
     def to_dict(self) -> dict[str, object]:
         return {"speedup": self.speedup, "tokens_per_s": self.tokens_per_s,
@@ -251,24 +255,36 @@ class SpeedUp:
 
 
 def time_beside(timed: Callable[[], float], reference: Callable[[], float],
-                pairs: int = 8) -> SpeedUp:
-    """``timed`` and ``reference`` (each: tokens/s of one call) called in turn, ABBA."""
+                pairs: int = 8, before: SpeedUp | None = None) -> SpeedUp:
+    """``timed`` and ``reference`` (each: tokens/s of one call) called in turn, ABBA;
+    ``before``: an earlier measurement of the same two, whose pairs are pooled with these."""
     if pairs < 1:
         raise ValueError(f"pairs must be at least 1, got {pairs}")
-    ours, theirs = [], []
-    for i in range(pairs):
+    calls = list(before.calls) if before is not None else []
+    for i in range(len(calls), len(calls) + pairs):
         if i % 2:
-            ours.append(timed())
-            theirs.append(reference())
+            ours = timed()
+            calls.append((ours, reference()))
         else:
-            theirs.append(reference())
-            ours.append(timed())
-    ratios = [a / b for a, b in zip(ours, theirs)]
+            theirs = reference()
+            calls.append((timed(), theirs))
+    ratios = [a / b for a, b in calls]
     median = statistics.median(ratios)
-    deciles = statistics.quantiles(ratios, n=10, method="inclusive") if pairs > 1 else [median]
-    return SpeedUp(speedup=median, tokens_per_s=statistics.median(ours),
-                   reference_tokens_per_s=statistics.median(theirs), pairs=pairs,
-                   spread=(deciles[-1] - deciles[0]) / median)
+    deciles = (statistics.quantiles(ratios, n=10, method="inclusive") if len(calls) > 1
+               else [median])
+    return SpeedUp(speedup=median, tokens_per_s=statistics.median(a for a, _ in calls),
+                   reference_tokens_per_s=statistics.median(b for _, b in calls),
+                   pairs=len(calls), spread=(deciles[-1] - deciles[0]) / median,
+                   calls=tuple(calls))
+
+
+CLOSE = 0.05  # a speed-up this close (relative) to a threshold is timed over more pairs
+
+
+def close_call(speedup: float, limits: Sequence[float], within: float = CLOSE) -> bool:
+    """Whether ``speedup`` lies within ``within`` (relative) of any of ``limits``: a verdict
+    that turns there deserves more pairs (time_beside(..., before=first))."""
+    return any(limit > 0 and abs(math.log(speedup / limit)) < within for limit in limits)
 
 
 def call_timer(model: nn.Module, profile, *, seed: int = 0,

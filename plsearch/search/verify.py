@@ -90,11 +90,15 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     Each candidate is timed beside the parent, one generation call each in turn (``pairs``
     pairs, plsearch.latency.engine.time_beside), and recorded as its speed-up times the
     parent's measured speed: the median of every parent call (3 first, then one per pair),
-    which sets the measured budget. ``measure(folder) -> tokens/s of one call`` replaces
-    loading a saved model and timing one generation (tests). Candidates already measured (another worker
-    verified them) are not measured again.
+    which sets the measured budget. A speed-up within 5% (engine.close_call) of the budget or of
+    the band's top (15% above it) is timed over ``pairs`` more pairs and read as the median
+    of all of them: the verdicts that turn there (meets the budget; in the budget band)
+    rest on twice the evidence where this machine's noise (5-10% between runs) could flip
+    them. ``measure(folder) -> tokens/s of one call`` replaces loading a saved model and
+    timing one generation (tests). Candidates already measured (another worker verified
+    them) are not measured again.
     """
-    from plsearch.latency.engine import time_beside
+    from plsearch.latency.engine import close_call, time_beside
     from plsearch.search.study import record_measurement
 
     parent = str(parent_dir)
@@ -136,7 +140,10 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
                                r.candidate_dir)
                 unmeasurable.add(r.number)
                 continue
-            speedup = time_beside(partial(timed, r.candidate_dir), parent_call, pairs)
+            call = partial(timed, r.candidate_dir)
+            speedup = time_beside(call, parent_call, pairs)
+            if close_call(speedup.speedup, thresholds(study.user_attrs)):
+                speedup = time_beside(call, parent_call, pairs, before=speedup)
             logger.info("trial %d: %.3fx the parent timed beside it (%d pairs, spread %.1f%%)",
                         r.number, speedup.speedup, pairs, 100 * speedup.spread)
             record(r.number, speedup.speedup)
@@ -187,6 +194,15 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     }
     study.set_user_attr("verification", summary)
     return summary
+
+
+def thresholds(attrs: dict[str, Any]) -> list[float]:
+    """The speed-ups over the parent where a verdict turns: the budget (below it a
+    candidate leaves the front) and the band's top (above it, not in the budget band)."""
+    need, parent = measured_need(attrs), attrs.get("parent_measured_tokens_per_s")
+    if not need or not parent:
+        return []
+    return [need / parent, need * (1 + BAND_WIDTH) / parent]
 
 
 class _FolderCalls:

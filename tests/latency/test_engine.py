@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import statistics
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from plsearch.families import get_family
 from plsearch.families.testing import tiny_config, tiny_model
 from plsearch.latency.engine import (
     call_timer,
+    close_call,
     generation_call,
     measure_arch,
     measure_beside,
@@ -103,6 +105,29 @@ def test_time_beside_alternates_abba_and_a_slow_spell_hits_one_pair():
     assert s.speedup == pytest.approx(1.5) and s.spread > 0
     with pytest.raises(ValueError, match="pairs"):
         time_beside(call("model"), call("reference"), pairs=0)
+
+
+def test_time_beside_continues_an_earlier_measurement_and_pools_its_pairs():
+    calls: list[str] = []
+    speeds = iter([200.0, 300.0, 330.0, 200.0, 200.0, 360.0, 390.0, 200.0])
+
+    def call(name):
+        def timed():
+            calls.append(name)
+            return next(speeds)
+        return timed
+
+    first = time_beside(call("model"), call("reference"), pairs=2)
+    assert first.speedup == pytest.approx(1.575) and first.pairs == 2
+    both = time_beside(call("model"), call("reference"), pairs=2, before=first)
+    assert calls == ["reference", "model", "model", "reference"] * 2  # ABBA goes on
+    assert both.pairs == 4 and both.calls[:2] == first.calls
+    assert both.speedup == pytest.approx(statistics.median([1.5, 1.65, 1.8, 1.95]))
+
+
+def test_a_close_call_is_a_speed_up_within_5_percent_of_a_threshold():
+    assert close_call(1.55, [1.5]) and close_call(1.45, [2.0, 1.5])
+    assert not close_call(1.6, [1.5]) and not close_call(1.55, []) and not close_call(1.5, [0.0])
 
 
 def test_measure_beside_times_real_models_in_turn():

@@ -151,3 +151,21 @@ def test_a_slow_start_does_not_scale_the_candidates_measured_speeds(tmp_path):
     rows = {r["trial"]: r["measured_tokens_per_s"] for r in summary["candidates"]}
     assert rows == {0: pytest.approx(200.0), 1: pytest.approx(330.0)}
     assert summary["parent"]["measured_tokens_per_s"] == pytest.approx(120.0)
+
+
+@pytest.mark.parametrize("speed, pairs", [(155.0, 6), (240.0, 3)])
+def test_a_speed_up_close_to_the_budget_is_timed_over_twice_the_pairs(tmp_path, speed, pairs):
+    study = _study(tmp_path, [(0.6, 160.0)])
+    study.set_user_attr("budget", {"spec": "1.5x", "tokens_per_s": 150.0})
+    calls = []
+
+    def measure(folder: str) -> float:
+        name = folder.rsplit("/", 1)[-1]
+        calls.append(name)
+        return {"trial-0": speed, "parent": 100.0}[name]
+
+    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent", measure=measure,
+                           pairs=3)
+    # 1.55x is within 5% of the 1.5x budget: 3 more pairs; 2.4x is far from 1.5x and 1.725x
+    assert calls.count("trial-0") == pairs and calls.count("parent") == 3 + pairs
+    assert summary["candidates"][0]["measured_tokens_per_s"] == pytest.approx(speed)
