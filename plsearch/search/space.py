@@ -128,8 +128,8 @@ class Ladder:
     promotion_rate: float = 0.34  # share of a speed bin's trials at a rung that climb on
     # What promotion compares (ladder.py): kl, build_kl, accuracy or objective (the rung's
     # own objective); bench/fidelity.py measures which signal best predicts the top-rung
-    # objective: objective on the built-in parent (see configs/search/default.yaml).
-    signal: str = "objective"
+    # objective: the held-out KL on the built-in parent (see configs/search/default.yaml).
+    signal: str = "kl"
     # Candidates compete only with those of similar predicted speed: the feasible set is
     # cut into this many bins of equal count (1: no bins).
     speed_bins: int = 3
