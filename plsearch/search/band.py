@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from plsearch.arch import ArchConfig
 
-__all__ = ["BAND_RANKS", "BandOrder", "band_order"]
+__all__ = ["BAND_RANKS", "BandOrder", "SpreadOrder", "band_order", "spread_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,20 +83,7 @@ def band_order(pipeline, band: Sequence[ArchConfig], *, rank: str = "build_kl",
     else:
         todo = band
     todo = [a for a in todo if a not in measured]
-    failed: list[ArchConfig] = []
-    for k, arch in enumerate(todo, 1):
-        if progress:
-            progress(f"ranking the budget band: build KL of arch {k} of {len(todo)} ({arch})")
-        try:  # a candidate that cannot be built here fails as its own trial, if proposed
-            model = pipeline.build(arch)
-        except Exception as exc:  # noqa: BLE001 - one bad arch never ends a search
-            logger.warning("band ranking: could not build %s (%s); it ranks last", arch, exc)
-            failed.append(arch)
-            continue
-        try:
-            measured[arch] = float(pipeline.heldout_kl(model)[0])
-        finally:
-            pipeline.release(model)
+    failed = _measure(pipeline, todo, measured, progress, "ranking the budget band")
     size = {a: i for i, a in enumerate(band)}  # 0 = most params
     # a KL that is not a number (no held-out windows, a diverged build) ranks last
     ranked = sorted(measured, key=lambda a: (measured[a] if math.isfinite(measured[a])
@@ -105,3 +92,84 @@ def band_order(pipeline, band: Sequence[ArchConfig], *, rank: str = "build_kl",
     logger.info("budget band ranked by build KL: %s", ", ".join(
         f"{a} {measured[a]:.3f}" for a in ranked[:8]))
     return BandOrder(archs=tuple(ranked + rest), rank="build_kl", build_kl=measured)
+
+
+def _measure(pipeline, archs: Sequence[ArchConfig], into: dict[ArchConfig, float],
+             progress: Callable[[str], None] | None, what: str) -> list[ArchConfig]:
+    """Build each arch, put its held-out KL right after the build into ``into``; returns
+    the archs that could not be built (a candidate that cannot be built here fails as its
+    own trial, if proposed)."""
+    failed: list[ArchConfig] = []
+    for k, arch in enumerate(archs, 1):
+        if progress:
+            progress(f"{what}: build KL of arch {k} of {len(archs)} ({arch})")
+        try:
+            model = pipeline.build(arch)
+        except Exception as exc:  # noqa: BLE001 - one bad arch never ends a search
+            logger.warning("%s: could not build %s (%s); left out", what, arch, exc)
+            failed.append(arch)
+            continue
+        try:
+            into[arch] = float(pipeline.heldout_kl(model)[0])
+        finally:
+            pipeline.release(model)
+    return failed
+
+
+@dataclass(frozen=True)
+class SpreadOrder:
+    """Archs of the faster speed bins proposed after the band, fastest first."""
+
+    archs: tuple[ArchConfig, ...]
+    build_kl: dict[ArchConfig, float] = field(default_factory=dict)  # the archs measured
+
+    def to_attr(self) -> list[list]:
+        return [[a.to_dict(), kl] for a, kl in self.build_kl.items()]
+
+    def describe(self, speeds: dict[ArchConfig, float]) -> str:
+        return ("; ".join(f"{a} ({speeds[a]:,.0f} tokens/s, KL {self.build_kl[a]:.2f})"
+                          for a in self.archs) or "none")
+
+
+def spread_order(pipeline, archs: Sequence[ArchConfig], speeds: Sequence[float], *,
+                 count: int, anchor: float, probe: int = 32,
+                 progress: Callable[[str], None] | None = None,
+                 known: Sequence[Sequence] = ()) -> SpreadOrder:
+    """``count`` archs of ``archs`` (the feasible archs faster than the budget's speed
+    bin, predicted ``speeds``) that spread the front over the speeds a user may pick from.
+
+    ``probe`` of them, evenly spaced by predicted speed (the fastest included), are built
+    and their held-out KL right after the build measured; of the better half by that KL
+    (the shapes that keep most of the parent, not the fastest at any cost), the ones no
+    other probed arch beats on both KL and speed are candidates; picked farthest first in
+    predicted speed from ``anchor`` (the band's top speed) and from each other: the fastest
+    first, then the middle of the widest gap left.
+    """
+    if count <= 0 or not archs:
+        return SpreadOrder(archs=())
+    order = sorted(range(len(archs)), key=lambda i: (speeds[i], str(archs[i])))
+    if len(order) > probe:  # evenly spaced by speed rank, the fastest included
+        step = (len(order) - 1) / max(probe - 1, 1)
+        order = sorted({order[round(len(order) - 1 - k * step)] for k in range(probe)})
+    speed = {archs[i]: float(speeds[i]) for i in order}
+    measured = {ArchConfig.from_dict(a): float(kl) for a, kl in known}
+    measured = {a: kl for a, kl in measured.items() if a in speed}
+    _measure(pipeline, [a for a in speed if a not in measured], measured, progress,
+             "spreading the front")
+    finite = sorted(kl for kl in measured.values() if math.isfinite(kl))
+    if not finite:
+        return SpreadOrder(archs=(), build_kl=measured)
+    median = finite[(len(finite) - 1) // 2]
+    good = [a for a, kl in measured.items() if math.isfinite(kl) and kl <= median]
+    front = [a for a in good if not any(
+        speed[b] >= speed[a] and measured[b] <= measured[a]
+        and (speed[b] > speed[a] or measured[b] < measured[a]) for b in good)]
+    chosen: list[ArchConfig] = []
+    while front and len(chosen) < count:
+        taken = [anchor] + [speed[a] for a in chosen]
+        best = max(front, key=lambda a: (min(abs(speed[a] - t) for t in taken), speed[a]))
+        chosen.append(best)
+        front.remove(best)
+    logger.info("front spread over speed: %s", ", ".join(
+        f"{a} {speed[a]:.0f} tokens/s KL {measured[a]:.3f}" for a in chosen))
+    return SpreadOrder(archs=tuple(chosen), build_kl=measured)

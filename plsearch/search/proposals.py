@@ -19,7 +19,8 @@ the aligned grid meet the budget:
 - The budget band (feasible archs at most 15% above the budget, the most capable shapes
   that still meet it) comes first: its best archs (band.py orders them) are proposed
   before the inner sampler is asked anything, until ``first_count`` of them passed the
-  pre-build timing check (a refused one hands its place to the next).
+  pre-build timing check (a refused one hands its place to the next). Then the archs of
+  ``propose_then`` (band.spread_order: capable shapes of the faster bins), once each.
 - Speed bins: the feasible set's predicted speeds cut into equal-count bins; the ladder
   compares a candidate only with candidates of its bin, so speed alone carries no one up.
   Whole archs drawn at random (the inner sampler's start-up trials, or the random
@@ -141,6 +142,7 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         self.grid = grid
         self.feasible = feasible
         self.propose_first(first, first_count)
+        self.then: tuple[ArchConfig, ...] = ()
         self._rng = random.Random(seed)
         self.speed_bins = speed_bins  # the ladder's: random draws spread over them
         self._searched = [n for n in AXES if len(grid.values[n]) > 1]
@@ -158,6 +160,11 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         self.first = tuple(first)
         self._first_set = set(self.first)
         self.first_count = len(self.first) if count is None else count
+
+    def propose_then(self, archs: tuple[ArchConfig, ...] | list[ArchConfig]) -> None:
+        """Propose ``archs`` (band.spread_order: the faster bins' picks) once each, after
+        the band's and before the inner sampler is asked anything."""
+        self.then = tuple(archs)
 
     def narrow(self, keep: Callable[[ArchConfig], bool]) -> int:
         """Propose only the feasible archs that ``keep`` accepts from now on (the latency
@@ -180,8 +187,8 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         return self.inner.infer_relative_search_space(study, trial)
 
     def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
-        if self._first_untried(study) is not None:
-            return {}  # the queued band archs come first (sample_independent hands them out)
+        if self._queued_untried(study) is not None:
+            return {}  # the queued archs come first (sample_independent hands them out)
         params = self.inner.sample_relative(study, trial, search_space)
         if not params or any(n not in params for n in self._searched):
             return {}  # nothing (or part of an arch) proposed: draw whole archs instead
@@ -195,7 +202,7 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
     def sample_independent(self, study, trial, param_name, param_distribution) -> Any:
         arch = self._chosen.get(trial._trial_id)
         if arch is None:
-            arch = self._first_untried(study) or self._random_untried(study)
+            arch = self._queued_untried(study) or self._random_untried(study)
             self._chosen[trial._trial_id] = arch
         return getattr(arch, param_name)
 
@@ -249,6 +256,15 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         if kept >= self.first_count or len(seen) >= 4 * self.first_count:
             return None
         return next((a for a in self.first if a in left), None)
+
+    def _queued_untried(self, study) -> ArchConfig | None:
+        """The band's next arch, else the next of ``then`` not tried yet (None: neither)."""
+        first = self._first_untried(study)
+        if first is not None or not self.then:
+            return first
+        tried = self._tried(study)
+        left = set(self.feasible.archs)  # narrow() may have ruled some out
+        return next((a for a in self.then if a in left and a not in tried), None)
 
     def _untried(self, study) -> list[int]:
         tried = self._tried(study)

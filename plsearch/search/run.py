@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from plsearch import atomic, distributed
 from plsearch.errors import ConfigError
-from plsearch.search.objective import built_count
+from plsearch.search.objective import BAND_WIDTH, built_count
 from plsearch.search.record import TrialRecord
 from plsearch.search.study import warnings_silenced
 
@@ -251,6 +251,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
             study.set_user_attr("parent_perplexity", parent_score.perplexity)
             study.set_user_attr("parent_scores", parent_score.scores)
         _propose_band_first(sampler, plan, pipeline, study, opts.seed, stage, on_progress)
+        _propose_spread(sampler, plan, pipeline, study, stage, on_progress)
         eta = _Eta(study, opts.trials, on_progress)
         objective = make_objective(pipeline, plan.grid, plan.space, plan.need, artifacts,
                                    feasible=plan.feasible, progress=eta.say,
@@ -308,6 +309,33 @@ def _propose_band_first(sampler, plan: SearchPlan, pipeline, study: optuna.Study
     sampler.propose_first(order.archs, count)
     stage(f"proposed first: {order.describe(count)}; the next ones in the place of any the "
           "timing check refuses")
+
+
+def _propose_spread(sampler, plan: SearchPlan, pipeline, study: optuna.Study,
+                    stage: Callable[[str], None], progress) -> None:
+    """Queue, after the band, archs of the faster speed bins spread over their speeds
+    (band.spread_order), so the front reaches the fast end with capable shapes; the build
+    KLs are kept in the study's ``spread_kl`` attribute for a resumed study."""
+    from plsearch.search.band import spread_order
+
+    ladder, feasible = plan.space.ladder, plan.feasible
+    edges = feasible.bin_edges(ladder.speed_bins)
+    floor = edges[0] if edges else feasible.need * (1 + BAND_WIDTH)
+    rows = [(a, t) for a, t in zip(feasible.archs, feasible.tokens_per_s) if t >= floor]
+    if not ladder.spread_first or not rows:
+        return
+    known = study.user_attrs.get("spread_kl", [])
+    probe = min(ladder.spread_probe, len(rows))
+    if len(known) < probe:
+        stage(f"spreading the front: the held-out KL right after the build of {probe} of the "
+              f"{len(rows)} archs faster than {floor:,.0f} tokens/s")
+    order = spread_order(pipeline, [a for a, _ in rows], [t for _, t in rows],
+                         count=ladder.spread_first, anchor=feasible.need * (1 + BAND_WIDTH),
+                         probe=ladder.spread_probe, progress=_every(progress, 5.0), known=known)
+    if len(order.build_kl) > len(known):
+        study.set_user_attr("spread_kl", order.to_attr())
+    sampler.propose_then(order.archs)
+    stage(f"proposed next, spread over the faster speeds: {order.describe(dict(rows))}")
 
 
 def _every(sink: Callable[[str], None] | None, seconds: float):

@@ -141,6 +141,11 @@ class Ladder:
     # most band_probe archs of the band); params = most parameters first (no model work).
     band_rank: str = "build_kl"
     band_probe: int = 64
+    # Then this many archs of the faster speed bins, spread over their speeds (the fastest
+    # first): of spread_probe archs evenly spaced by speed, the better half by build KL,
+    # none beaten on both KL and speed (search/band.py spread_order). 0: none.
+    spread_first: int = 2
+    spread_probe: int = 32
 
 
 @dataclass(frozen=True)
@@ -378,7 +383,7 @@ def _parse_ladder(raw: Any, problems: list[str]) -> Ladder | None:
         problems.append(f"ladder must be a mapping with rungs and promotion_rate, got {raw!r}")
         return None
     keys = ("rungs", "promotion_rate", "signal", "speed_bins", "band_first", "band_rank",
-            "band_probe")
+            "band_probe", "spread_first", "spread_probe")
     unknown = sorted(set(raw) - set(keys))
     if unknown:
         problems.append(f"unknown key(s) {unknown} in ladder (expected: {', '.join(keys)})")
@@ -406,7 +411,8 @@ def _parse_ladder(raw: Any, problems: list[str]) -> Ladder | None:
         problems.append(f"ladder.band_rank must be one of {', '.join(_BAND_RANKS)}, got "
                         f"{band_rank!r}")
     counts = {}
-    for name, low in (("speed_bins", 1), ("band_first", 0), ("band_probe", 1)):
+    for name, low in (("speed_bins", 1), ("band_first", 0), ("band_probe", 1),
+                      ("spread_first", 0), ("spread_probe", 1)):
         value = raw.get(name, getattr(Ladder, name))
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             problems.append(f"ladder.{name} must be an integer >= {low}, got {value!r}")

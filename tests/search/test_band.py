@@ -11,7 +11,7 @@ from plsearch.arch import ArchConfig
 from plsearch.errors import ConfigError
 from plsearch.search import band as band_module
 from plsearch.search import space as space_module
-from plsearch.search.band import band_order
+from plsearch.search.band import band_order, spread_order
 from plsearch.search.run import SearchOptions, run_search
 from plsearch.search.space import parse_space
 from plsearch.search.study import storage_url
@@ -109,6 +109,50 @@ def test_an_arch_that_cannot_be_built_ranks_last(caplog):
     assert "could not build" in caplog.text
 
 
+def _faster(share: float = 0.6):
+    """test_proposals' grid: the feasible archs above the band, their speeds, the band top."""
+    _, pipeline, need, feasible = _setup(share, DepthPipeline)
+    rows = [(a, t) for a, t in zip(feasible.archs, feasible.tokens_per_s) if t > 1.15 * need]
+    return [a for a, _ in rows], [t for _, t in rows], 1.15 * need, pipeline
+
+
+def test_the_spread_picks_the_fastest_capable_arch_then_the_middle_of_the_gap():
+    archs, speeds, anchor, pipeline = _faster()
+    assert len(archs) >= 8
+    order = spread_order(pipeline, archs, speeds, count=2, anchor=anchor, probe=len(archs))
+    speed = dict(zip(archs, speeds))
+    kl = order.build_kl
+    assert set(kl) == set(archs) and sorted(pipeline.built, key=str) == sorted(archs, key=str)
+    median = sorted(kl.values())[(len(kl) - 1) // 2]
+    good = [a for a in archs if kl[a] <= median]
+    first, second = order.archs
+    assert all(kl[a] <= median for a in order.archs)  # the better half only
+    assert speed[first] == max(speed[a] for a in good)  # the fastest of it
+    assert speed[first] < max(speeds)  # not the fastest arch at any cost
+    for pick in order.archs:  # no capable arch is both faster and closer to the parent
+        assert not any(speed[b] > speed[pick] and kl[b] < kl[pick] for b in good)
+    assert anchor < speed[second] < speed[first]  # in between, as near the middle as any
+    middle = (anchor + speed[first]) / 2
+    front = [a for a in good if a not in order.archs and not any(
+        speed[b] >= speed[a] and kl[b] <= kl[a] and b != a for b in good)]
+    assert all(abs(speed[second] - middle) <= abs(speed[a] - middle) + 1e-9 for a in front)
+    assert str(first) in order.describe(speed) and "KL" in order.describe(speed)
+
+
+def test_the_spread_probe_is_evenly_spaced_by_speed_and_resumes_without_remeasuring():
+    archs, speeds, anchor, pipeline = _faster()
+    order = spread_order(pipeline, archs, speeds, count=1, anchor=anchor, probe=4)
+    ranked = sorted(zip(speeds, map(str, archs)))
+    measured = sorted((s, str(a)) for a, s in zip(archs, speeds) if a in order.build_kl)
+    assert len(pipeline.built) == 4 == len(measured)
+    assert measured[0] == ranked[0] and measured[-1] == ranked[-1]  # both ends included
+    _, _, _, again = _faster()
+    second = spread_order(again, archs, speeds, count=1, anchor=anchor, probe=4,
+                          known=order.to_attr())
+    assert again.built == [] and second.archs == order.archs
+    assert spread_order(again, archs, speeds, count=0, anchor=anchor).archs == ()
+
+
 def test_space_files_choose_the_band_rank():
     assert space_module._BAND_RANKS == band_module.BAND_RANKS
     raw = {"axes": {"hidden_size": [64]}, "objective": {"tasks": {"plsearch_add": 1.0}},
@@ -119,6 +163,13 @@ def test_space_files_choose_the_band_rank():
     with pytest.raises(ConfigError) as info:
         parse_space(raw)
     assert "ladder.band_rank" in str(info.value) and "ladder.band_probe" in str(info.value)
+    raw["ladder"] = {"rungs": [{"kd_steps": 1}], "spread_first": 0, "spread_probe": 9}
+    ladder = parse_space(raw).ladder
+    assert (ladder.spread_first, ladder.spread_probe) == (0, 9)
+    raw["ladder"].update(spread_first=-1, spread_probe=0)
+    with pytest.raises(ConfigError) as info:
+        parse_space(raw)
+    assert "ladder.spread_first" in str(info.value) and "ladder.spread_probe" in str(info.value)
 
 
 def test_the_search_builds_the_lowest_kl_band_archs_first_and_resumes_without_remeasuring(
@@ -146,6 +197,12 @@ def test_the_search_builds_the_lowest_kl_band_archs_first_and_resumes_without_re
     assert [ArchConfig.from_dict(t.user_attrs["arch"]) for t in trials[:2]] == ranked[:2]
     probed = len(ranked)
     assert set(pipelines[0].built[:probed]) == set(ranked)  # measured before any trial
+    spread = {ArchConfig.from_dict(a): kl for a, kl in study.user_attrs["spread_kl"]}
+    assert spread and set(pipelines[0].built[probed:probed + len(spread)]) == set(spread)
+    third = ArchConfig.from_dict(trials[2].user_attrs["arch"])  # after the band: the spread
+    assert third in spread and trials[2].user_attrs["speed_bin"] > 0
+    assert trials[2].user_attrs["predicted_tokens_per_s"] == max(
+        t.user_attrs["predicted_tokens_per_s"] for t in trials)
     search(4)  # resumed: one more candidate, no band arch built again for the ranking
     assert len(pipelines[1].built) == 1
 

@@ -123,6 +123,23 @@ def test_random_draws_spread_over_the_speed_bins_fast_end_first(tmp_path):
     assert bins == [0, 0, 2, 1, 2, 1, 2, 1]
 
 
+def test_the_spread_archs_come_after_the_band_and_before_the_sampler(tmp_path):
+    grid, pipeline, need, feasible = _setup(share=0.6)
+    band = tuple(feasible.band())
+    fast = sorted(feasible.archs, key=pipeline.predict)[-3:]
+    sampler = FeasibleSampler(make_sampler("random", 0, 8), grid, feasible, seed=0,
+                              first=band, first_count=2, speed_bins=3)
+    sampler.propose_then([fast[2], fast[0], fast[1]])
+    assert sampler.narrow(lambda arch: arch != fast[0]) == feasible.count - 1  # ruled out
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    objective = make_objective(pipeline, grid, SPACE, need, tmp_path / "c", feasible=feasible)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=5)
+    assert pipeline.built[:4] == [band[0], band[1], fast[2], fast[1]]
+    assert pipeline.built[4] not in set(band[:2]) | {fast[0], fast[1], fast[2]}
+    assert sampler._queued_untried(study) is None
+
+
 def test_narrow_leaves_out_what_the_refined_predictor_rules_out(tmp_path):
     grid, pipeline, need, feasible = _setup()
     band = tuple(feasible.band())

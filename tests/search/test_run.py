@@ -88,10 +88,10 @@ def test_a_failing_candidate_is_a_fail_trial_and_the_search_goes_on(tiny_dir, tm
     def factory(model_dir, space, profile, latency, *, seed=0):
         return FakePipeline(space, latency, profile, fail_when=fail_when)
 
-    # band_rank params: the band is not built before the trials (band ranking's own
+    # band_rank params and no spread: nothing is built before the trials (the probes' own
     # failures: tests/search/test_band.py), so the first two builds are trials'
     space = yaml.safe_load(tiny_dir["space"].read_text())
-    space["ladder"]["band_rank"] = "params"
+    space["ladder"].update(band_rank="params", spread_first=0)
     summary = run_search(_opts(tiny_dir, out, trials=5, space=space), latency=FakeLatency(),
                          pipeline_factory=factory)
     trials = _load(out).get_trials()
