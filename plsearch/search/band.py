@@ -131,19 +131,20 @@ class SpreadOrder:
                           for a in self.archs) or "none")
 
 
-def spread_order(pipeline, archs: Sequence[ArchConfig], speeds: Sequence[float], *,
-                 count: int, anchor: float, probe: int = 32,
+def spread_order(pipeline, archs: Sequence[ArchConfig], speeds: Sequence[float],
+                 bins: Sequence[int], *, count: int, probe: int = 32,
                  progress: Callable[[str], None] | None = None,
                  known: Sequence[Sequence] = ()) -> SpreadOrder:
-    """``count`` archs of ``archs`` (the feasible archs faster than the budget's speed
-    bin, predicted ``speeds``) that spread the front over the speeds a user may pick from.
+    """Up to ``count`` archs of ``archs`` (the feasible archs of the speed bins faster than
+    the budget's, predicted ``speeds``, ladder bin ``bins``), one per bin, the fastest bin
+    first, so the front spans the speeds a user may pick from with capable shapes.
 
     ``probe`` of them, evenly spaced by predicted speed (the fastest included), are built
-    and their held-out KL right after the build measured; of the better half by that KL
-    (the shapes that keep most of the parent, not the fastest at any cost), the ones no
-    other probed arch beats on both KL and speed are candidates; picked farthest first in
-    predicted speed from ``anchor`` (the band's top speed) and from each other: the fastest
-    first, then the middle of the widest gap left.
+    and their held-out KL right after the build measured. The fastest bin's pick stretches
+    the front: the fastest of the bin's better half by that KL (the fastest shape that
+    keeps as much of the parent as a typical one of its bin, not the fastest at any cost).
+    Every other bin's pick is its most capable: the lowest KL. Each is then the first
+    candidate of its bin, so the ladder takes it to the top rung.
     """
     if count <= 0 or not archs:
         return SpreadOrder(archs=())
@@ -152,24 +153,24 @@ def spread_order(pipeline, archs: Sequence[ArchConfig], speeds: Sequence[float],
         step = (len(order) - 1) / max(probe - 1, 1)
         order = sorted({order[round(len(order) - 1 - k * step)] for k in range(probe)})
     speed = {archs[i]: float(speeds[i]) for i in order}
+    bin_of = {archs[i]: bins[i] for i in order}
     measured = {ArchConfig.from_dict(a): float(kl) for a, kl in known}
     measured = {a: kl for a, kl in measured.items() if a in speed}
     _measure(pipeline, [a for a in speed if a not in measured], measured, progress,
              "spreading the front")
-    finite = sorted(kl for kl in measured.values() if math.isfinite(kl))
-    if not finite:
-        return SpreadOrder(archs=(), build_kl=measured)
-    median = finite[(len(finite) - 1) // 2]
-    good = [a for a, kl in measured.items() if math.isfinite(kl) and kl <= median]
-    front = [a for a in good if not any(
-        speed[b] >= speed[a] and measured[b] <= measured[a]
-        and (speed[b] > speed[a] or measured[b] < measured[a]) for b in good)]
+    groups: dict[int, list[ArchConfig]] = {}
+    for a, kl in measured.items():
+        if math.isfinite(kl):
+            groups.setdefault(bin_of[a], []).append(a)
     chosen: list[ArchConfig] = []
-    while front and len(chosen) < count:
-        taken = [anchor] + [speed[a] for a in chosen]
-        best = max(front, key=lambda a: (min(abs(speed[a] - t) for t in taken), speed[a]))
-        chosen.append(best)
-        front.remove(best)
+    for k, b in enumerate(sorted(groups, reverse=True)[:count]):
+        members = groups[b]
+        if k == 0:  # the fastest bin: its better half's fastest
+            median = sorted(measured[a] for a in members)[(len(members) - 1) // 2]
+            good = [a for a in members if measured[a] <= median]
+            chosen.append(max(good, key=lambda a: (speed[a], -measured[a])))
+        else:
+            chosen.append(min(members, key=lambda a: (measured[a], -speed[a])))
     logger.info("front spread over speed: %s", ", ".join(
         f"{a} {speed[a]:.0f} tokens/s KL {measured[a]:.3f}" for a in chosen))
     return SpreadOrder(archs=tuple(chosen), build_kl=measured)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import json
@@ -330,8 +331,9 @@ def _propose_spread(sampler, plan: SearchPlan, pipeline, study: optuna.Study,
         stage(f"spreading the front: the held-out KL right after the build of {probe} of the "
               f"{len(rows)} archs faster than {floor:,.0f} tokens/s")
     order = spread_order(pipeline, [a for a, _ in rows], [t for _, t in rows],
-                         count=ladder.spread_first, anchor=feasible.need * (1 + BAND_WIDTH),
-                         probe=ladder.spread_probe, progress=_every(progress, 5.0), known=known)
+                         [bisect.bisect_right(edges, t) for _, t in rows],
+                         count=ladder.spread_first, probe=ladder.spread_probe,
+                         progress=_every(progress, 5.0), known=known)
     if len(order.build_kl) > len(known):
         study.set_user_attr("spread_kl", order.to_attr())
     sampler.propose_then(order.archs)

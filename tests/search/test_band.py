@@ -109,48 +109,48 @@ def test_an_arch_that_cannot_be_built_ranks_last(caplog):
     assert "could not build" in caplog.text
 
 
-def _faster(share: float = 0.6):
-    """test_proposals' grid: the feasible archs above the band, their speeds, the band top."""
+def _faster(share: float = 0.8):
+    """test_proposals' grid: the feasible archs of the faster two of three speed bins, their
+    predicted speeds and bins."""
     _, pipeline, need, feasible = _setup(share, DepthPipeline)
-    rows = [(a, t) for a, t in zip(feasible.archs, feasible.tokens_per_s) if t > 1.15 * need]
-    return [a for a, _ in rows], [t for _, t in rows], 1.15 * need, pipeline
+    edges = feasible.bin_edges(3)
+    rows = [(a, t) for a, t in zip(feasible.archs, feasible.tokens_per_s) if t >= edges[0]]
+    return ([a for a, _ in rows], [t for _, t in rows],
+            [feasible.speed_bin(t, 3) for _, t in rows], pipeline)
 
 
-def test_the_spread_picks_the_fastest_capable_arch_then_the_middle_of_the_gap():
-    archs, speeds, anchor, pipeline = _faster()
-    assert len(archs) >= 8
-    order = spread_order(pipeline, archs, speeds, count=2, anchor=anchor, probe=len(archs))
-    speed = dict(zip(archs, speeds))
-    kl = order.build_kl
+def test_the_spread_stretches_the_fast_end_and_takes_each_faster_bins_best():
+    archs, speeds, bins, pipeline = _faster()
+    assert len(archs) >= 12 and set(bins) == {1, 2}
+    order = spread_order(pipeline, archs, speeds, bins, count=3, probe=len(archs))
+    speed, kl = dict(zip(archs, speeds)), order.build_kl
     assert set(kl) == set(archs) and sorted(pipeline.built, key=str) == sorted(archs, key=str)
-    median = sorted(kl.values())[(len(kl) - 1) // 2]
-    good = [a for a in archs if kl[a] <= median]
-    first, second = order.archs
-    assert all(kl[a] <= median for a in order.archs)  # the better half only
-    assert speed[first] == max(speed[a] for a in good)  # the fastest of it
-    assert speed[first] < max(speeds)  # not the fastest arch at any cost
-    for pick in order.archs:  # no capable arch is both faster and closer to the parent
-        assert not any(speed[b] > speed[pick] and kl[b] < kl[pick] for b in good)
-    assert anchor < speed[second] < speed[first]  # in between, as near the middle as any
-    middle = (anchor + speed[first]) / 2
-    front = [a for a in good if a not in order.archs and not any(
-        speed[b] >= speed[a] and kl[b] <= kl[a] and b != a for b in good)]
-    assert all(abs(speed[second] - middle) <= abs(speed[a] - middle) + 1e-9 for a in front)
-    assert str(first) in order.describe(speed) and "KL" in order.describe(speed)
+    assert len(order.archs) == 2  # one per faster bin, the fastest bin first
+    fast, middle = order.archs
+    top = [a for a, b in zip(archs, bins) if b == 2]
+    median = sorted(kl[a] for a in top)[(len(top) - 1) // 2]
+    good = [a for a in top if kl[a] <= median]
+    assert fast in good and speed[fast] == max(speed[a] for a in good)  # its better half's fastest
+    assert speed[fast] < max(speed[a] for a in top)  # not the fastest at any cost
+    second = [a for a, b in zip(archs, bins) if b == 1]
+    assert middle in second and kl[middle] == min(kl[a] for a in second)  # bin 1's best
+    assert str(fast) in order.describe(speed) and "KL" in order.describe(speed)
+    assert spread_order(pipeline, archs, speeds, bins, count=1, probe=len(archs),
+                        known=order.to_attr()).archs == (fast,)
 
 
 def test_the_spread_probe_is_evenly_spaced_by_speed_and_resumes_without_remeasuring():
-    archs, speeds, anchor, pipeline = _faster()
-    order = spread_order(pipeline, archs, speeds, count=1, anchor=anchor, probe=4)
+    archs, speeds, bins, pipeline = _faster()
+    order = spread_order(pipeline, archs, speeds, bins, count=2, probe=4)
     ranked = sorted(zip(speeds, map(str, archs)))
     measured = sorted((s, str(a)) for a, s in zip(archs, speeds) if a in order.build_kl)
     assert len(pipeline.built) == 4 == len(measured)
     assert measured[0] == ranked[0] and measured[-1] == ranked[-1]  # both ends included
+    assert set(order.archs) <= set(order.build_kl)
     _, _, _, again = _faster()
-    second = spread_order(again, archs, speeds, count=1, anchor=anchor, probe=4,
-                          known=order.to_attr())
+    second = spread_order(again, archs, speeds, bins, count=2, probe=4, known=order.to_attr())
     assert again.built == [] and second.archs == order.archs
-    assert spread_order(again, archs, speeds, count=0, anchor=anchor).archs == ()
+    assert spread_order(again, archs, speeds, bins, count=0).archs == ()
 
 
 def test_space_files_choose_the_band_rank():
