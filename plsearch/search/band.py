@@ -1,4 +1,4 @@
-"""Which archs of the budget band are built first: the band ranked by a zero-cost proxy.
+"""What is built first: the budget band ranked by a zero-cost proxy, then the spread.
 
     order = band_order(pipeline, feasible.band(), rank="build_kl", probe=64, seed=0)
     order.archs          # lowest held-out KL right after the build first
@@ -15,6 +15,10 @@ on 8 archs of the 2x band, against +0.10, +0.04, -0.52 for the parameter count (
 configs/search/default.yaml). It costs a build and one pass over the held-out windows: well
 under a second per arch for the built-in parent, so ``probe`` archs of the band (a seeded
 sample when the band is larger) are measured before the first trial.
+
+The same proxy picks what follows the band (``spread_order``): one arch of each faster
+speed bin, so the front reaches the fast end with capable shapes rather than whatever a
+random draw finds there (2- and 4-head shapes that keep far less of the parent).
 """
 
 from __future__ import annotations

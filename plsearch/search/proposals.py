@@ -20,7 +20,7 @@ the aligned grid meet the budget:
   that still meet it) comes first: its best archs (band.py orders them) are proposed
   before the inner sampler is asked anything, until ``first_count`` of them passed the
   pre-build timing check (a refused one hands its place to the next). Then the archs of
-  ``propose_then`` (band.spread_order: capable shapes of the faster bins), once each.
+  ``propose_then`` (band.spread_order: one capable shape of each faster bin), once each.
 - Speed bins: the feasible set's predicted speeds cut into equal-count bins; the ladder
   compares a candidate only with candidates of its bin, so speed alone carries no one up.
   Whole archs drawn at random (the inner sampler's start-up trials, or the random

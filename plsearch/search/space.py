@@ -141,9 +141,9 @@ class Ladder:
     # most band_probe archs of the band); params = most parameters first (no model work).
     band_rank: str = "build_kl"
     band_probe: int = 64
-    # Then this many archs of the faster speed bins, spread over their speeds (the fastest
-    # first): of spread_probe archs evenly spaced by speed, the better half by build KL,
-    # none beaten on both KL and speed (search/band.py spread_order). 0: none.
+    # Then one arch of each faster speed bin, at most this many, the fastest bin first: of
+    # spread_probe archs evenly spaced by speed, the fastest bin's fastest of its better half
+    # by build KL, the other bins' lowest build KL (search/band.py spread_order). 0: none.
     spread_first: int = 2
     spread_probe: int = 32
 

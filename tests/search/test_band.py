@@ -112,7 +112,7 @@ def test_an_arch_that_cannot_be_built_ranks_last(caplog):
 def _faster(share: float = 0.8):
     """test_proposals' grid: the feasible archs of the faster two of three speed bins, their
     predicted speeds and bins."""
-    _, pipeline, need, feasible = _setup(share, DepthPipeline)
+    _, pipeline, _, feasible = _setup(share, DepthPipeline)
     edges = feasible.bin_edges(3)
     rows = [(a, t) for a, t in zip(feasible.archs, feasible.tokens_per_s) if t >= edges[0]]
     return ([a for a, _ in rows], [t for _, t in rows],
