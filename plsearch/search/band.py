@@ -110,7 +110,7 @@ def _measure(pipeline, archs: Sequence[ArchConfig], into: dict[ArchConfig, float
         try:
             model = pipeline.build(arch)
         except Exception as exc:  # noqa: BLE001 - one bad arch never ends a search
-            logger.warning("%s: could not build %s (%s); left out", what, arch, exc)
+            logger.warning("%s: could not build %s (%s)", what, arch, exc)
             failed.append(arch)
             continue
         try:
