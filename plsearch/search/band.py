@@ -1,6 +1,6 @@
 """What is built first: the budget band ranked by a zero-cost proxy, then the spread.
 
-    order = band_order(pipeline, feasible.band(), rank="build_kl", probe=64, seed=0)
+    order = band_order(pipeline, feasible.band(), rank="build_kl", probe=160, seed=0)
     order.archs          # lowest held-out KL right after the build first
     order.build_kl       # {arch: KL} for the archs measured
 

@@ -98,7 +98,12 @@ class FeasibleSet:
 
     def speed_bin(self, tokens_per_s: float, bins: int) -> int:
         """0 for the slowest bin (nearest the budget), bins - 1 for the fastest."""
-        return bisect.bisect_right(self.bin_edges(bins), tokens_per_s)
+        return self.binner(bins)(tokens_per_s)
+
+    def binner(self, bins: int) -> Callable[[float], int]:
+        """``speed_bin`` for many speeds: the edges are computed once."""
+        edges = self.bin_edges(bins)
+        return lambda tokens_per_s: bisect.bisect_right(edges, tokens_per_s)
 
 
 def feasible_set(grid: SearchGrid, predict, need: float, num_params, *, seed: int = 0,
@@ -227,28 +232,28 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
             out.append(index / (len(values) - 1))
         return out
 
-    def _tried(self, study) -> set[ArchConfig]:
+    @staticmethod
+    def _records(study) -> list:
         from plsearch.search.record import TrialRecord
 
+        return [(t, TrialRecord.from_trial(t)) for t in study.get_trials(deepcopy=False)]
+
+    def _tried(self, study, records: list | None = None) -> set[ArchConfig]:
         tried = set()
-        for t in study.get_trials(deepcopy=False):
-            arch = TrialRecord.from_trial(t).arch
-            if arch is not None:
-                tried.add(arch)
+        for t, record in records if records is not None else self._records(study):
+            if record.arch is not None:
+                tried.add(record.arch)
             elif t.params and all(n in t.params for n in self._searched):
                 tried.add(self.grid.arch(t.params))
         return tried
 
-    def _first_untried(self, study) -> ArchConfig | None:
+    def _first_untried(self, records: list) -> ArchConfig | None:
         if not self.first or self.first_count <= 0:
             return None
-        from plsearch.search.record import TrialRecord
-
         left = self._first_set & set(self.feasible.archs)  # untried, still feasible
         seen: set[ArchConfig] = set()
         kept = 0
-        for t in study.get_trials(deepcopy=False):
-            record = TrialRecord.from_trial(t)
+        for _, record in records:
             if record.arch in self._first_set and record.arch not in seen:
                 seen.add(record.arch)  # a repeat of an arch counts once
                 left.discard(record.arch)
@@ -259,15 +264,16 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
 
     def _queued_untried(self, study) -> ArchConfig | None:
         """The band's next arch, else the next of ``then`` not tried yet (None: neither)."""
-        first = self._first_untried(study)
+        records = self._records(study)  # parsed once for both queues
+        first = self._first_untried(records)
         if first is not None or not self.then:
             return first
-        tried = self._tried(study)
+        tried = self._tried(study, records)
         left = set(self.feasible.archs)  # narrow() may have ruled some out
         return next((a for a in self.then if a in left and a not in tried), None)
 
-    def _untried(self, study) -> list[int]:
-        tried = self._tried(study)
+    def _untried(self, study, records: list | None = None) -> list[int]:
+        tried = self._tried(study, records)
         left = [i for i, a in enumerate(self.feasible.archs) if a not in tried]
         return left or list(range(len(self.feasible.archs)))  # all tried: repeats allowed
 
@@ -281,17 +287,12 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
     def _random_untried(self, study) -> ArchConfig:
         """An untried feasible arch, uniform within the speed bin (of the ladder's bins)
         with the fewest trials so far; the faster bin on a tie."""
-        left = self._untried(study)
+        records = self._records(study)
+        left = self._untried(study, records)
         if self.speed_bins > 1:
-            from plsearch.search.record import TrialRecord
-
-            edges = self._all.bin_edges(self.speed_bins)  # as the ladder cuts them
-
-            def bin_of(i: int) -> int:
-                return bisect.bisect_right(edges, self.feasible.tokens_per_s[i])
-
-            tried = Counter(TrialRecord.from_trial(t).speed_bin
-                            for t in study.get_trials(deepcopy=False))
-            chosen = min({bin_of(i) for i in left}, key=lambda b: (tried[b], -b))
-            left = [i for i in left if bin_of(i) == chosen]
+            speed_bin = self._all.binner(self.speed_bins)  # as the ladder cuts them
+            bin_of = {i: speed_bin(self.feasible.tokens_per_s[i]) for i in left}
+            tried = Counter(record.speed_bin for _, record in records)
+            chosen = min(set(bin_of.values()), key=lambda b: (tried[b], -b))
+            left = [i for i in left if bin_of[i] == chosen]
         return self.feasible.archs[self._rng.choice(left)]

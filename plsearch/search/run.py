@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import dataclasses
 import json
@@ -330,8 +329,9 @@ def _propose_spread(sampler, plan: SearchPlan, pipeline, study: optuna.Study,
     if len(known) < probe:
         stage(f"spreading the front: the held-out KL right after the build of {probe} of the "
               f"{len(rows)} archs faster than {floor:,.0f} tokens/s")
+    speed_bin = feasible.binner(ladder.speed_bins)
     order = spread_order(pipeline, [a for a, _ in rows], [t for _, t in rows],
-                         [bisect.bisect_right(edges, t) for _, t in rows],
+                         [speed_bin(t) for _, t in rows],
                          count=ladder.spread_first, probe=ladder.spread_probe,
                          progress=_every(progress, 5.0), known=known)
     if len(order.build_kl) > len(known):

@@ -35,6 +35,7 @@ from plsearch.distill import KDConfig
 from plsearch.errors import ConfigError
 from plsearch.prune.recipe import RECIPE_NAMES
 from plsearch.search.band import BAND_RANKS as _BAND_RANKS  # band imports no space
+from plsearch.search.ladder import SIGNALS as _SIGNALS
 
 __all__ = [
     "AXES",
@@ -65,7 +66,6 @@ _MULTIPLE_OF = {
     "num_key_value_heads": "kv_heads_multiple",
 }
 _RECIPES = RECIPE_NAMES
-_SIGNALS = ("kl", "build_kl", "accuracy", "objective")  # ladder.SIGNALS (no import cycle)
 
 
 @dataclass(frozen=True)
@@ -138,9 +138,10 @@ class Ladder:
     band_first: int = 3
     # How the band is ordered (search/band.py): build_kl = the held-out KL to the parent
     # right after the build, lowest first (a build and one held-out pass per arch, for at
-    # most band_probe archs of the band); params = most parameters first (no model work).
+    # most band_probe archs of the band, a seeded sample of a larger band); params = most
+    # parameters first (no model work).
     band_rank: str = "build_kl"
-    band_probe: int = 64
+    band_probe: int = 160
     # Then one arch of each faster speed bin, at most this many, the fastest bin first: of
     # spread_probe archs evenly spaced by speed, the fastest bin's fastest of its better half
     # by build KL, the other bins' lowest build KL (search/band.py spread_order). 0: none.
