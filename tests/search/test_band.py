@@ -215,3 +215,21 @@ def test_band_progress_is_passed_on_at_most_every_few_seconds():
     for k in range(5):
         say(f"arch {k}")
     assert said == ["arch 0"] and _every(None, 1.0) is None
+
+
+def test_the_default_ladder_measures_the_whole_band_of_the_built_in_space():
+    # a sample of the band can miss its best arch (session 7, 2x seed 1); the shipped
+    # band_probe covers the whole band of the built-in parent's space at the usual budgets
+    from plsearch.latency.lookup import Latency, measured_tables
+    from plsearch.latency.predictor import fit_predictor
+    from plsearch.latency.table import default_db_dir, read_table
+    from plsearch.search.run import plan_search
+
+    (shipped,) = measured_tables("cpu", default_db_dir())  # not this host's: no fingerprint
+    predictor = fit_predictor(read_table(shipped))
+    latency = Latency(predictor=predictor, table_path=shipped, fingerprint={}, local=False,
+                      validation={}, engine=predictor.engine)
+    for budget in ("1.25x", "1.5x", "2x"):
+        plan = plan_search(SearchOptions(budget=budget), latency=latency)
+        band = plan.feasible.band()
+        assert 0 < len(band) <= plan.space.ladder.band_probe, (budget, len(band))
