@@ -238,9 +238,10 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
 
         return [(t, TrialRecord.from_trial(t)) for t in study.get_trials(deepcopy=False)]
 
-    def _tried(self, study, records: list | None = None) -> set[ArchConfig]:
+    def _tried(self, records: list) -> set[ArchConfig]:
+        """The archs of ``records`` (``_records``): the built arch, else the params'."""
         tried = set()
-        for t, record in records if records is not None else self._records(study):
+        for t, record in records:
             if record.arch is not None:
                 tried.add(record.arch)
             elif t.params and all(n in t.params for n in self._searched):
@@ -268,18 +269,18 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         first = self._first_untried(records)
         if first is not None or not self.then:
             return first
-        tried = self._tried(study, records)
+        tried = self._tried(records)
         left = set(self.feasible.archs)  # narrow() may have ruled some out
         return next((a for a in self.then if a in left and a not in tried), None)
 
-    def _untried(self, study, records: list | None = None) -> list[int]:
-        tried = self._tried(study, records)
+    def _untried(self, records: list) -> list[int]:
+        tried = self._tried(records)
         left = [i for i, a in enumerate(self.feasible.archs) if a not in tried]
         return left or list(range(len(self.feasible.archs)))  # all tried: repeats allowed
 
     def _nearest_untried(self, study, proposed: ArchConfig) -> ArchConfig:
         target = self._position(proposed)
-        left = self._untried(study)
+        left = self._untried(self._records(study))
         best = min(left, key=lambda i: (sum(abs(a - b) for a, b in zip(self._coords[i], target)),
                                         -self.feasible.params[i]))
         return self.feasible.archs[best]
@@ -288,7 +289,7 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         """An untried feasible arch, uniform within the speed bin (of the ladder's bins)
         with the fewest trials so far; the faster bin on a tie."""
         records = self._records(study)
-        left = self._untried(study, records)
+        left = self._untried(records)
         if self.speed_bins > 1:
             speed_bin = self._all.binner(self.speed_bins)  # as the ladder cuts them
             bin_of = {i: speed_bin(self.feasible.tokens_per_s[i]) for i in left}
