@@ -192,13 +192,14 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         return self.inner.infer_relative_search_space(study, trial)
 
     def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
-        if self._queued_untried(study) is not None:
+        records = self._records(study)  # parsed once for this proposal
+        if self._queued_untried(records) is not None:
             return {}  # the queued archs come first (sample_independent hands them out)
         params = self.inner.sample_relative(study, trial, search_space)
         if not params or any(n not in params for n in self._searched):
             return {}  # nothing (or part of an arch) proposed: draw whole archs instead
         proposed = self.grid.arch(params)
-        chosen = self._nearest_untried(study, proposed)
+        chosen = self._nearest_untried(records, proposed)
         if chosen != proposed:
             logger.debug("trial %d: %s misses the budget or was tried; proposing %s",
                          trial.number, proposed, chosen)
@@ -207,7 +208,8 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
     def sample_independent(self, study, trial, param_name, param_distribution) -> Any:
         arch = self._chosen.get(trial._trial_id)
         if arch is None:
-            arch = self._queued_untried(study) or self._random_untried(study)
+            records = self._records(study)  # parsed once for this proposal
+            arch = self._queued_untried(records) or self._random_untried(records)
             self._chosen[trial._trial_id] = arch
         return getattr(arch, param_name)
 
@@ -263,9 +265,8 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
             return None
         return next((a for a in self.first if a in left), None)
 
-    def _queued_untried(self, study) -> ArchConfig | None:
+    def _queued_untried(self, records: list) -> ArchConfig | None:
         """The band's next arch, else the next of ``then`` not tried yet (None: neither)."""
-        records = self._records(study)  # parsed once for both queues
         first = self._first_untried(records)
         if first is not None or not self.then:
             return first
@@ -278,17 +279,16 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         left = [i for i, a in enumerate(self.feasible.archs) if a not in tried]
         return left or list(range(len(self.feasible.archs)))  # all tried: repeats allowed
 
-    def _nearest_untried(self, study, proposed: ArchConfig) -> ArchConfig:
+    def _nearest_untried(self, records: list, proposed: ArchConfig) -> ArchConfig:
         target = self._position(proposed)
-        left = self._untried(self._records(study))
+        left = self._untried(records)
         best = min(left, key=lambda i: (sum(abs(a - b) for a, b in zip(self._coords[i], target)),
                                         -self.feasible.params[i]))
         return self.feasible.archs[best]
 
-    def _random_untried(self, study) -> ArchConfig:
+    def _random_untried(self, records: list) -> ArchConfig:
         """An untried feasible arch, uniform within the speed bin (of the ladder's bins)
         with the fewest trials so far; the faster bin on a tie."""
-        records = self._records(study)
         left = self._untried(records)
         if self.speed_bins > 1:
             speed_bin = self._all.binner(self.speed_bins)  # as the ladder cuts them

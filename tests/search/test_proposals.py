@@ -137,7 +137,7 @@ def test_the_spread_archs_come_after_the_band_and_before_the_sampler(tmp_path):
     study.optimize(objective, n_trials=5)
     assert pipeline.built[:4] == [band[0], band[1], fast[2], fast[1]]
     assert pipeline.built[4] not in set(band[:2]) | {fast[0], fast[1], fast[2]}
-    assert sampler._queued_untried(study) is None
+    assert sampler._queued_untried(sampler._records(study)) is None
 
 
 def test_narrow_leaves_out_what_the_refined_predictor_rules_out(tmp_path):
