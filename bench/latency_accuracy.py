@@ -16,12 +16,15 @@ Prints, per arch, measured and predicted time and their ratio, and its speed-up 
 parent (timed in every round as a reference, median of the per-round ratios) measured and
 predicted, then the three figures of issue 13 (targets on a quiet 2-core CPU): median
 |error| (<= 5%), share within +-10% (>= 90%), median signed error (|.| <= 3%); also the
-tokens/s rank correlation, the round-to-round spread of the measurements (what bounds any
-predictor here), the host's load average, the same three figures for the speed-ups (what
-a relative budget such as 1.5x decides on: they cancel the drift between rounds), and
-what the residual correction (plsearch.latency.refine) would make of these errors
-(leave-one-out). Seven rounds by default: with three, one slow spell of this shared VM
-moved single archs by 15-25% (2026-12-01).
+tokens/s rank correlation, the round-to-round spread of the measurements, their
+repeatability (each arch's median over the even rounds against that over the odd rounds:
+what bounds any predictor on this host; on a shared VM whose speed drifts by 15-20% over
+minutes it, not the predictor, can decide the +-10% figure), the host's load average, the
+same three figures for the speed-ups (what a relative budget such as 1.5x decides on: they
+cancel the drift between rounds), and what the residual correction
+(plsearch.latency.refine) would make of these errors (leave-one-out). Seven rounds by
+default: with three, one slow spell of this shared VM moved single archs by 15-25%
+(2026-12-01).
 
     .venv/bin/python bench/latency_accuracy.py                       # profile + 14 archs
     .venv/bin/python bench/latency_accuracy.py --table latency_db/cpu-intel-r-xeon-r-processor.csv
@@ -43,10 +46,10 @@ from pathlib import Path
 import numpy as np
 
 
-def _scales(scale: dict[str, float] | None) -> str:
-    if scale is None:
+def _in_model(m) -> str:
+    if m is None:
         return "not measured"
-    return ", ".join(f"{phase} {value:.3f}" for phase, value in scale.items())
+    return f"prefill x {m.prefill_scale:.3f}, decode step {m.decode_overhead_ms:+.3f} ms"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
               f"over {in_table.count()}")
     except Exception as exc:  # noqa: BLE001  (a table without model rows is still usable)
         print(f"table's own whole-model rows: none ({exc})")
-    print(f"layer scale {_scales(predictor.layer_scale)}; absorbed model type "
-          f"{_scales(predictor.absorbed_layer_scale)}")
+    print(f"a layer inside the whole model: {_in_model(predictor.in_model)}; absorbed model "
+          f"type: {_in_model(predictor.absorbed_in_model)}")
 
     profiled = {
         (int(r.hidden_size), int(r.num_attention_heads), int(r.num_key_value_heads),
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     reference = len(cases)
     timed = [*cases, ("parent", parent, False)]
     measured: dict[int, list[float]] = {i: [] for i in range(len(timed))}
+    by_round: dict[int, list[list[float]]] = {i: [] for i in range(len(timed))}
     per_round: list[dict[int, float]] = []
     order_rng = random.Random(args.seed)
     for _ in range(args.rounds):
@@ -184,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             call = generation_call(model, prompt, workload.generated_len, profile.engine)
             samples = timer.samples(call, warmup=1, repeats=args.repeats)
             measured[i] += samples
+            by_round[i].append(samples)
             this_round[i] = float(np.median(samples))
             del model
         per_round.append(this_round)
@@ -220,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     speed_errors = np.abs(speed_signed)
     rank = _spearman([r["measured_tokens_per_s"] for r in results],
                      [r["predicted_tokens_per_s"] for r in results])
+    # What bounds any predictor here: the same archs' medians over the even and the odd
+    # rounds, each against the other (a perfect predictor of the long-run median can do no
+    # better against a median of half as many samples)
+    halves = np.array([_halves_disagreement(by_round[i]) for i in range(len(cases))])
     refined = refinement_report([(r["predicted_tokens_per_s"], r["measured_tokens_per_s"])
                                  for r in results])
     summary = {
@@ -237,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         "tokens_per_s_spearman": rank,
         "median_spread_pct": float(100 * np.median(
             [max(r["samples_ms"]) / min(r["samples_ms"]) - 1.0 for r in results])),
+        "repeatability_median_abs_pct": float(100 * np.median(np.abs(halves))),
+        "repeatability_share_within_10pct": float(np.mean(np.abs(halves) <= 0.10)),
         "refinement_leave_one_out": refined,
         "load_avg": [load_start, load_average()],
         "seconds": time.perf_counter() - start,
@@ -249,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
           "(target |.| <= 3%; + = predicted slower than measured)")
     print(f"  max |error| {summary['max_abs_pct_error']:.1f}%; tokens/s rank correlation "
           f"{rank:.3f}; measurement spread max/min (median) {summary['median_spread_pct']:.1f}%")
+    print(f"  repeatability (even vs odd rounds' medians of each arch): median |difference| "
+          f"{summary['repeatability_median_abs_pct']:.1f}%, within +-10% "
+          f"{100 * summary['repeatability_share_within_10pct']:.0f}% (what the host allows; "
+          "a quiet host: a few % and 100%)")
     print(f"  speed-ups over the parent (timed in the same rounds): median |error| "
           f"{summary['speedup_median_abs_pct_error']:.1f}%, within +-10% "
           f"{100 * summary['speedup_share_within_10pct']:.0f}%, median signed "
@@ -262,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({"summary": summary, "archs": results},
                                               indent=2) + "\n")
     return 0
+
+
+def _halves_disagreement(rounds: list[list[float]]) -> float:
+    """Median of the even rounds' samples over that of the odd rounds', minus 1."""
+    even = [x for samples in rounds[0::2] for x in samples]
+    odd = [x for samples in rounds[1::2] for x in samples]
+    return float(np.median(even) / np.median(odd) - 1.0) if even and odd else 0.0
 
 
 def _spearman(a: list[float], b: list[float]) -> float:

@@ -267,8 +267,11 @@ def cmd_fit(args) -> int:
         else "measured"
     print(f"fitted on {result['fitted_rows']} block/head rows of {db} ({kind}, engine "
           f"{predictor.engine}); predictor -> {out}")
-    print("whole-model validation (each arch predicted with the layer scale fitted on the "
-          "other archs; block and head fits never see model rows):")
+    m = predictor.in_model
+    print(f"a layer inside the whole model: prefill x {m.prefill_scale:.3f}, each decode step "
+          f"{m.decode_overhead_ms:+.3f} ms (fitted on the table's whole-model rows)")
+    print("whole-model validation (each arch predicted with the in-model layer cost fitted on "
+          "the other archs; block and head fits never see model rows):")
     for _, r in report.rows.sort_values(["phase", "arch"]).iterrows():
         print(f"  {r['phase']:8s} {r['arch']:28s} measured {r['measured_ms']:9.1f} ms  "
               f"predicted {r['predicted_ms']:9.1f} ms  error {100 * r['error']:+6.1f}%")

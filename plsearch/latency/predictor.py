@@ -21,22 +21,29 @@ not measured).
 
 A whole model is composed as
 
-    prefill  = L * block_prefill(batch, prompt) + head_prefill(batch, prompt)
-    decode_k = L * block_decode(batch, context = prompt + k) + head_decode(batch, context)
+    prefill  = L * s * block_prefill(batch, prompt) + head_prefill(batch, prompt)
+    decode_k = L * (block_decode(batch, context = prompt + k) + o) + head_decode(batch, context)
     tokens/s = batch * generated / (prefill + sum over k = 1 .. generated - 1 of decode_k)
 
-(the first generated token comes from the prefill logits). Layers run a little slower
-inside the engine's whole model than alone (on a CPU under generate(): 5-15%, allocator
-and cache effects the block rows cannot see), so the block terms carry one factor per
-phase, ``layer_scale`` {prefill, decode}, fitted on the table's whole-model rows (the
-median over them; 1 when there are none). ``validate_predictor`` reports the error on each
-whole model with the factors fitted on the other archs only (leave one arch out).
+(the first generated token comes from the prefill logits). A layer costs a little more
+inside the engine's whole model than alone, in a way that differs by phase
+(``InModel``): a prefill layer is compute-bound and runs a factor ``s`` slower
+(allocator and cache effects of the whole model's larger working set; on a CPU under
+generate() 0.97-1.12), while a decode step of a layer is dominated by fixed costs and pays
+a constant ``o`` ms more (the model's per-layer bookkeeping of the cache and masks, which
+a block timed alone skips; 0.1-0.35 ms per layer and step on a 2-core CPU). Both are fitted
+on the table's whole-model rows (medians over them; s = 1, o = 0 when there are none). A
+constant, not a factor, for decode because the gap does not grow with a layer's size:
+fitted as a factor on mid-sized archs it predicted small ones 5-15% too fast (2026-12-02,
+speed-ups over the parent within +-10% for 75% of 28 held-out archs as a factor, 93% as a
+constant). ``validate_predictor`` reports the error on each whole model with ``InModel``
+fitted on the other archs only (leave one arch out).
 
 A family whose post-norms the pangu recipe absorbs (glm4 -> glm: two RMSNorms fewer per
 layer) exports a model of another type. Its layers cost less than the parent family's
 block rows say (3-4% in the shipped cpu table under generate()), so the profile also times
 its whole-model archs as the absorbed type (rows of that model_type) and those rows give
-``absorbed_layer_scale``; ``predict_latency(..., absorbed=True)`` uses it.
+``absorbed_in_model``; ``predict_latency(..., absorbed=True)`` uses it.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from plsearch.errors import LatencyTableError
 from plsearch.latency.table import ANALYTIC_CLOCK, FINGERPRINT_COLUMNS, rows_for_fingerprint
 
 __all__ = [
+    "InModel",
     "LatencyPrediction",
     "LatencyPredictor",
     "ValidationReport",
@@ -72,7 +80,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT = "plsearch-latency-predictor"
-FORMAT_VERSION = 2  # 2: engine and analytic fields
+FORMAT_VERSION = 3  # 2: engine and analytic fields; 3: in_model replaces layer_scale
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 BLOCK_FEATURES = (
     "const", "proj_flops", "attn_flops", "weight_bytes", "kv_bytes", "act_bytes",
@@ -80,8 +88,10 @@ BLOCK_FEATURES = (
 )
 HEAD_FEATURES = ("const", "embed_bytes", "lm_flops", "lm_bytes")
 PARTS = (("block", "prefill"), ("block", "decode"), ("head", "prefill"), ("head", "decode"))
-NO_SCALE = {"prefill": 1.0, "decode": 1.0}
-_SCALE_RANGE = (0.5, 2.0)  # a factor outside this says the table is broken, not the engine
+# Outside these bounds (the factor; the overhead as a share of the median layer's decode
+# step) a fitted InModel says the table is broken, not the engine: it is clipped to them.
+_SCALE_RANGE = (0.5, 2.0)
+_OVERHEAD_RANGE = (-0.5, 1.0)
 _MIN_ROWS = 3
 
 
@@ -143,6 +153,21 @@ class LinearCost:
 
 
 @dataclass(frozen=True)
+class InModel:
+    """How a layer costs inside the engine's whole model compared with its block rows."""
+
+    prefill_scale: float = 1.0  # prefill time = block prefill time x this
+    decode_overhead_ms: float = 0.0  # each decode step of a layer costs this much more
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> InModel:
+        return cls(float(data["prefill_scale"]), float(data["decode_overhead_ms"]))
+
+
+@dataclass(frozen=True)
 class LatencyPredictor:
     """Fitted cost models for one device fingerprint and one model family."""
 
@@ -154,17 +179,17 @@ class LatencyPredictor:
     meta: dict[str, object] = field(default_factory=dict)
     engine: str = "hf-generate"  # what its head rows (and so its tokens/s) were timed with
     analytic: bool = False  # fitted on rows computed from published peaks, not measured
-    # block time inside a whole model / alone, per phase (fitted on whole-model rows)
-    layer_scale: dict[str, float] = field(default_factory=lambda: dict(NO_SCALE))
-    # the same factor for the family's post-norm-absorbed model type (None: not measured,
-    # then layer_scale serves)
-    absorbed_layer_scale: dict[str, float] | None = None
+    # a layer inside the whole model against its block rows (fitted on whole-model rows)
+    in_model: InModel = InModel()
+    # the same for the family's post-norm-absorbed model type (None: not measured, then
+    # in_model serves)
+    absorbed_in_model: InModel | None = None
 
-    def scale(self, absorbed: bool = False) -> dict[str, float]:
-        """The layer scale of the parent's model type, or of its absorbed type."""
-        if absorbed and self.absorbed_layer_scale is not None:
-            return self.absorbed_layer_scale
-        return self.layer_scale
+    def layers_in_model(self, absorbed: bool = False) -> InModel:
+        """In-model layer cost of the parent's model type, or of its absorbed type."""
+        if absorbed and self.absorbed_in_model is not None:
+            return self.absorbed_in_model
+        return self.in_model
 
     @property
     def dtype_bytes(self) -> int:
@@ -245,9 +270,9 @@ def fit_predictor(table: pd.DataFrame, seed: int = 0) -> LatencyPredictor:
                                  analytic=str(last["clock"]) == ANALYTIC_CLOCK)
     models = rows[rows["part"] == "model"]
     return dataclasses.replace(
-        predictor, layer_scale=fit_layer_scale(predictor, models),
-        absorbed_layer_scale=(fit_layer_scale(predictor, absorbed_models)
-                              if len(absorbed_models) else None))
+        predictor, in_model=fit_in_model(predictor, models),
+        absorbed_in_model=(fit_in_model(predictor, absorbed_models)
+                           if len(absorbed_models) else None))
 
 
 def _absorbed_type(model_type: str) -> str | None:
@@ -261,38 +286,40 @@ def _absorbed_type(model_type: str) -> str | None:
         return None
 
 
-def fit_layer_scale(predictor: LatencyPredictor, models: pd.DataFrame) -> dict[str, float]:
-    """Per phase, the median of (whole model - head) / (layers' block time) over model rows.
+def fit_in_model(predictor: LatencyPredictor, models: pd.DataFrame) -> InModel:
+    """``InModel`` from whole-model rows: medians over the rows, each clipped to its range.
 
-    Prefill rows give the prefill factor; workload rows, with the prefill part taken out
-    at that factor, give the decode factor. A phase without rows keeps 1.
+    Prefill rows give the factor: (model - head) / layers' block time. Workload rows, with
+    the prefill part taken out at that factor, give the overhead: (what is left - head -
+    layers' decode block time) / (layers x decode steps). A phase without rows keeps the
+    neutral value (1, 0).
     """
-    unit = dataclasses.replace(predictor, layer_scale=dict(NO_SCALE))
-    ratios: dict[str, list[float]] = {"prefill": [], "decode": []}
+    unit = dataclasses.replace(predictor, in_model=InModel())
+    ratios, overheads, step_ms = [], [], []
     for r in models[models["phase"] == "prefill"].to_dict("records"):
         arch, w = _arch_of_row(r), Workload(int(r["batch_size"]), int(r["seq_len"]), 1)
         pred = predict_latency(arch, w, unit)
         blocks = pred.breakdown["prefill_blocks_ms"]
         if blocks > 0:
-            ratios["prefill"].append((float(r["median_ms"]) - pred.breakdown["prefill_head_ms"])
-                                     / blocks)
-    prefill = _clipped_median(ratios["prefill"])
+            ratios.append((float(r["median_ms"]) - pred.breakdown["prefill_head_ms"]) / blocks)
+    prefill = _clipped(ratios, 1.0, _SCALE_RANGE)
     for r in models[models["phase"] == "workload"].to_dict("records"):
         arch = _arch_of_row(r)
         w = Workload(int(r["batch_size"]), int(r["seq_len"]), int(r["generated_len"]))
-        pred = predict_latency(arch, w, unit)
-        b = pred.breakdown
-        blocks = b["decode_blocks_ms"]
-        if blocks > 0:
+        b = predict_latency(arch, w, unit).breakdown
+        calls = arch.num_hidden_layers * (w.generated_len - 1)  # layer decode steps
+        if calls > 0:
             rest = float(r["median_ms"]) - prefill * b["prefill_blocks_ms"] - b["prefill_head_ms"]
-            ratios["decode"].append((rest - b["decode_head_ms"]) / blocks)
-    return {"prefill": prefill, "decode": _clipped_median(ratios["decode"])}
+            overheads.append((rest - b["decode_head_ms"] - b["decode_blocks_ms"]) / calls)
+            step_ms.append(b["decode_blocks_ms"] / calls)
+    bounds = tuple(x * float(np.median(step_ms)) for x in _OVERHEAD_RANGE) if step_ms else (0, 0)
+    return InModel(prefill, _clipped(overheads, 0.0, bounds))
 
 
-def _clipped_median(values: list[float]) -> float:
+def _clipped(values: list[float], neutral: float, bounds: tuple[float, float]) -> float:
     if not values:
-        return 1.0
-    return float(min(max(np.median(values), _SCALE_RANGE[0]), _SCALE_RANGE[1]))
+        return neutral
+    return float(min(max(np.median(values), bounds[0]), bounds[1]))
 
 
 def _fit_cost(rows: pd.DataFrame, part: str, phase: str, dtype_bytes: int) -> LinearCost:
@@ -380,14 +407,15 @@ def predict_latency(
     the family's post-norm-absorbed model type (what the pangu recipe exports)."""
     b, p, g = workload.batch_size, workload.prompt_len, workload.generated_len
     layers = arch.num_hidden_layers
-    scale = predictor.scale(absorbed)
-    prefill_blocks = scale["prefill"] * layers * float(predictor.block_ms(arch, "prefill", b, p,
-                                                                          p))
+    in_model = predictor.layers_in_model(absorbed)
+    prefill_blocks = in_model.prefill_scale * layers * float(
+        predictor.block_ms(arch, "prefill", b, p, p))
     prefill_head = float(predictor.head_ms(arch, "prefill", b, p))
     contexts = p + np.arange(1, g)  # decode step k attends to prompt + k keys
     steps = len(contexts)
-    decode_blocks = scale["decode"] * layers * float(
-        np.sum(predictor.block_ms(arch, "decode", b, 1, contexts)))
+    decode_blocks = layers * float(
+        np.sum(predictor.block_ms(arch, "decode", b, 1, contexts))
+        + steps * in_model.decode_overhead_ms)
     decode_head = float(np.sum(predictor.head_ms(arch, "decode", b * np.ones(steps), 1)))
     prefill = prefill_blocks + prefill_head
     decode = decode_blocks + decode_head
@@ -441,8 +469,8 @@ class ValidationReport:
 def validate_predictor(predictor: LatencyPredictor, table: pd.DataFrame) -> ValidationReport:
     """Compare composed predictions with the table's whole-model rows.
 
-    Each arch is predicted with the layer scale fitted on the other archs' rows only, so
-    the error is that of an arch the predictor has not seen whole.
+    Each arch is predicted with ``InModel`` fitted on the other archs' rows only, so the
+    error is that of an arch the predictor has not seen whole.
     """
     rows = rows_for_fingerprint(table)
     rows = rows[(rows["part"] == "model") & (rows["model_type"] == predictor.model_type)]
@@ -454,7 +482,7 @@ def validate_predictor(predictor: LatencyPredictor, table: pd.DataFrame) -> Vali
     out = []
     for shape in sorted(set(shapes)):
         held_out = dataclasses.replace(
-            predictor, layer_scale=fit_layer_scale(predictor, rows[shapes != shape]))
+            predictor, in_model=fit_in_model(predictor, rows[shapes != shape]))
         for r in rows[shapes == shape].to_dict("records"):
             arch = _arch_of_row(r)
             generated = int(r["generated_len"]) if r["phase"] == "workload" else 1
@@ -484,8 +512,9 @@ def save_predictor(predictor: LatencyPredictor, path: str | Path) -> None:
         "seed": predictor.seed,
         "engine": predictor.engine,
         "analytic": predictor.analytic,
-        "layer_scale": predictor.layer_scale,
-        "absorbed_layer_scale": predictor.absorbed_layer_scale,
+        "in_model": predictor.in_model.to_dict(),
+        "absorbed_in_model": (predictor.absorbed_in_model.to_dict()
+                              if predictor.absorbed_in_model else None),
         "fingerprint": predictor.fingerprint,
         "meta": predictor.meta,
         "costs": {
@@ -496,8 +525,8 @@ def save_predictor(predictor: LatencyPredictor, path: str | Path) -> None:
     atomic.write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def _scale_or_none(data) -> dict[str, float] | None:
-    return None if data is None else {k: float(data[k]) for k in NO_SCALE}
+def _in_model_or_none(data) -> InModel | None:
+    return None if data is None else InModel.from_dict(data)
 
 
 def load_predictor(path: str | Path) -> LatencyPredictor:
@@ -530,9 +559,9 @@ def load_predictor(path: str | Path) -> LatencyPredictor:
                                 fingerprint=dict(data["fingerprint"]), seed=int(data["seed"]),
                                 meta=dict(data.get("meta", {})), engine=str(data["engine"]),
                                 analytic=bool(data["analytic"]),
-                                layer_scale={k: float(data["layer_scale"][k]) for k in NO_SCALE},
-                                absorbed_layer_scale=_scale_or_none(
-                                    data.get("absorbed_layer_scale")))
+                                in_model=InModel.from_dict(data["in_model"]),
+                                absorbed_in_model=_in_model_or_none(
+                                    data.get("absorbed_in_model")))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LatencyTableError(
             f"{path} is not a plsearch latency predictor (bad or missing {exc}); "

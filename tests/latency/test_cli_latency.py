@@ -74,7 +74,7 @@ def test_predict_from_a_saved_predictor_and_a_model_folder(db, tmp_path, capsys)
     assert "tokens/s" in out and "decode_blocks_ms" in out
 
 
-def test_predict_an_absorbed_arch_with_its_own_layer_scale(db, tmp_path, capsys):
+def test_predict_an_absorbed_arch_with_its_own_in_model_cost(db, tmp_path, capsys):
     # the same whole models timed as glm (glm4 with its post-norms absorbed): 10% faster
     rows = read_table(db).to_dict("records")
     rows += [{**r, "model_type": "glm", "median_ms": 0.9 * r["median_ms"]}

@@ -13,6 +13,7 @@ from latency_synthetic import BASE, LAW, law_ms, row, synthetic_rows
 from plsearch.config import Workload
 from plsearch.errors import LatencyTableError
 from plsearch.latency.predictor import (
+    InModel,
     block_features,
     fit_predictor,
     head_features,
@@ -143,51 +144,88 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
         return read_table(path)
 
 
-def test_layer_scale_recovers_how_much_slower_layers_run_inside_a_model(tmp_path):
+def test_in_model_cost_recovers_how_layers_run_inside_a_model(tmp_path):
     rows = synthetic_rows()
     unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
-    scale = {"prefill": 1.12, "decode": 1.05}
-    table = append_rows(tmp_path / "t.csv", rows + _model_rows(unit, scale))
+    in_model = InModel(prefill_scale=1.12, decode_overhead_ms=0.004)
+    table = append_rows(tmp_path / "t.csv", rows + _model_rows(unit, in_model))
     predictor = fit_predictor(table)
-    assert predictor.layer_scale == pytest.approx(scale) and predictor.absorbed_layer_scale is None
+    assert predictor.in_model.prefill_scale == pytest.approx(1.12)
+    assert predictor.in_model.decode_overhead_ms == pytest.approx(0.004)
+    assert predictor.absorbed_in_model is None
     report = validate_predictor(predictor, table)  # leave one arch out: still exact here
     assert report.count("prefill") == report.count("workload") == 4
     assert report.median_ape(None) < 1e-9
-    assert unit.layer_scale == {"prefill": 1.0, "decode": 1.0}  # no model rows: no scale
+    assert unit.in_model == InModel(1.0, 0.0)  # no model rows: neutral
 
 
-def _model_rows(unit, scale, model_type="glm4") -> list[dict]:
-    """Whole-model rows of 4 archs whose layers run ``scale`` times their block rows."""
+def test_the_decode_overhead_is_a_constant_per_layer_step_not_a_factor(tmp_path):
+    # a fixed cost per layer step weighs more on a small arch than on a large one: a
+    # constant fitted on mid-sized archs predicts both ends exactly
+    rows = synthetic_rows()
+    unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
+    in_model = InModel(1.0, 0.004)
+    predictor = fit_predictor(append_rows(tmp_path / "t.csv", rows + _model_rows(unit, in_model)))
+    w = Workload(2, 16, 5)
+    for arch in (BASE.replace(num_hidden_layers=2, hidden_size=32, intermediate_size=64),
+                 BASE.replace(num_hidden_layers=8, hidden_size=128, intermediate_size=512)):
+        b = predict_latency(arch, w, unit).breakdown
+        truth = sum(b.values()) + arch.num_hidden_layers * (w.generated_len - 1) * 0.004
+        assert predict_latency(arch, w, predictor).total_ms == pytest.approx(truth, rel=1e-9)
+
+
+def test_a_broken_tables_in_model_cost_is_clipped(tmp_path):
+    rows = synthetic_rows()
+    unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
+    wild = InModel(prefill_scale=7.0, decode_overhead_ms=50.0)
+    predictor = fit_predictor(append_rows(tmp_path / "t.csv", rows + _model_rows(unit, wild)))
+    assert predictor.in_model.prefill_scale == 2.0
+    step = np.median([predict_latency(BASE.replace(num_hidden_layers=n, hidden_size=h),
+                                      Workload(2, 16, 5), unit).breakdown["decode_blocks_ms"]
+                      / (n * 4) for n, h in MODEL_ARCHS])
+    assert predictor.in_model.decode_overhead_ms == pytest.approx(step, rel=1e-9)
+
+
+MODEL_ARCHS = ((2, 64), (4, 96), (6, 128), (3, 80))  # (layers, hidden) of the model rows
+
+
+def _model_rows(unit, in_model: InModel, model_type="glm4") -> list[dict]:
+    """Whole-model rows of 4 archs whose layers cost ``in_model`` against their block rows."""
     rows = []
-    for layers, hidden in ((2, 64), (4, 96), (6, 128), (3, 80)):
+    for layers, hidden in MODEL_ARCHS:
         arch = BASE.replace(num_hidden_layers=layers, hidden_size=hidden)
         pre = predict_latency(arch, Workload(2, 16, 1), unit).breakdown
         rows.append(row("model", "prefill", arch, layers, 2, 16, 16,
-                        scale["prefill"] * pre["prefill_blocks_ms"] + pre["prefill_head_ms"]))
+                        in_model.prefill_scale * pre["prefill_blocks_ms"]
+                        + pre["prefill_head_ms"]))
         b = predict_latency(arch, Workload(2, 16, 5), unit).breakdown
-        ms = (scale["prefill"] * b["prefill_blocks_ms"] + b["prefill_head_ms"]
-              + scale["decode"] * b["decode_blocks_ms"] + b["decode_head_ms"])
+        ms = (in_model.prefill_scale * b["prefill_blocks_ms"] + b["prefill_head_ms"]
+              + b["decode_blocks_ms"] + layers * 4 * in_model.decode_overhead_ms
+              + b["decode_head_ms"])
         rows.append(row("model", "workload", arch, layers, 2, 16, 20, ms, generated=5))
     for r in rows:
         r["model_type"] = model_type
     return rows
 
 
-def test_absorbed_model_rows_give_the_absorbed_types_own_layer_scale(tmp_path):
+def test_absorbed_model_rows_give_the_absorbed_types_own_in_model_cost(tmp_path):
     # glm4 blocks (with post-norms) timed alone; whole models timed as glm4 and as glm (the
     # type pangu exports once the post-norms are absorbed), whose layers run faster
     rows = synthetic_rows()
     unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
-    plain, absorbed = {"prefill": 1.12, "decode": 1.05}, {"prefill": 1.02, "decode": 0.96}
+    plain, absorbed = InModel(1.12, 0.004), InModel(1.02, -0.001)
     rows += _model_rows(unit, plain) + _model_rows(unit, absorbed, model_type="glm")
     predictor = fit_predictor(append_rows(tmp_path / "t.csv", rows))
     assert predictor.model_type == "glm4"  # the family of the block rows
-    assert predictor.layer_scale == pytest.approx(plain)
-    assert predictor.absorbed_layer_scale == pytest.approx(absorbed)
+    assert predictor.in_model.prefill_scale == pytest.approx(plain.prefill_scale)
+    assert predictor.in_model.decode_overhead_ms == pytest.approx(plain.decode_overhead_ms)
+    assert predictor.absorbed_in_model.prefill_scale == pytest.approx(absorbed.prefill_scale)
+    assert predictor.absorbed_in_model.decode_overhead_ms == pytest.approx(
+        absorbed.decode_overhead_ms)
     arch, w = BASE.replace(num_hidden_layers=5), Workload(2, 16, 5)
     faster = predict_latency(arch, w, predictor, absorbed=True).tokens_per_s
     assert faster > predict_latency(arch, w, predictor).tokens_per_s
     assert predict_latency(arch, w, unit, absorbed=True).tokens_per_s == pytest.approx(
-        predict_latency(arch, w, unit).tokens_per_s)  # not measured: the plain scale serves
+        predict_latency(arch, w, unit).tokens_per_s)  # not measured: the plain cost serves
     save_predictor(predictor, tmp_path / "p.json")
     assert load_predictor(tmp_path / "p.json") == predictor
