@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     # the parent is timed in every round too (not scored): each arch's speed-up over it in
     # the same round cancels what drifts between rounds, as a relative budget sees it
     reference = len(cases)
-    timed = [*cases, ("parent", parent, False)]
+    # and so are the table's own whole models (not scored): now against the table is how far
+    # the host drifted since the table was measured
+    then = _table_models(table, predictor.model_type, parent, workload)
+    timed = [*cases, ("parent", parent, False), *[("table", a, False) for a, _ in then]]
     measured: dict[int, list[float]] = {i: [] for i in range(len(timed))}
     by_round: dict[int, list[list[float]]] = {i: [] for i in range(len(timed))}
     per_round: list[dict[int, float]] = []
@@ -229,6 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     # rounds, each against the other (a perfect predictor of the long-run median can do no
     # better against a median of half as many samples)
     halves = np.array([_halves_disagreement(by_round[i]) for i in range(len(cases))])
+    drift = [float(np.median(measured[reference + 1 + k])) / ms - 1.0
+             for k, (_, ms) in enumerate(then)]
+    host_drift = float(np.median(drift)) if drift else None
+    # the errors had the table been measured at the host's present speed (a diagnostic: the
+    # targets are judged on the plain figures above)
+    anchored = (np.array([r["ratio"] for r in results]) * (1.0 + host_drift) - 1.0
+                if host_drift is not None else None)
     refined = refinement_report([(r["predicted_tokens_per_s"], r["measured_tokens_per_s"])
                                  for r in results])
     summary = {
@@ -248,6 +258,14 @@ def main(argv: list[str] | None = None) -> int:
             [max(r["samples_ms"]) / min(r["samples_ms"]) - 1.0 for r in results])),
         "repeatability_median_abs_pct": float(100 * np.median(np.abs(halves))),
         "repeatability_share_within_10pct": float(np.mean(np.abs(halves) <= 0.10)),
+        "host_drift_pct": None if host_drift is None else 100 * host_drift,
+        "host_drift_per_model_pct": [100 * d for d in drift],
+        "anchored_median_abs_pct_error": (None if anchored is None
+                                          else float(100 * np.median(np.abs(anchored)))),
+        "anchored_share_within_10pct": (None if anchored is None
+                                        else float(np.mean(np.abs(anchored) <= 0.10))),
+        "anchored_median_signed_pct_error": (None if anchored is None
+                                             else float(100 * np.median(anchored))),
         "refinement_leave_one_out": refined,
         "load_avg": [load_start, load_average()],
         "seconds": time.perf_counter() - start,
@@ -264,6 +282,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['repeatability_median_abs_pct']:.1f}%, within +-10% "
           f"{100 * summary['repeatability_share_within_10pct']:.0f}% (what the host allows; "
           "a quiet host: a few % and 100%)")
+    if host_drift is None:
+        print("  host drift since the table: not measured (the table has no whole-model rows "
+              "of this workload)")
+    else:
+        print(f"  host drift since the table: its own {len(then)} whole models run "
+              f"{100 * host_drift:+.1f}% slower now (median; each "
+              f"{', '.join(f'{100 * d:+.0f}%' for d in drift)}); the errors with the table "
+              f"re-anchored by it: median |error| {summary['anchored_median_abs_pct_error']:.1f}%, "
+              f"within +-10% {100 * summary['anchored_share_within_10pct']:.0f}%, median signed "
+              f"{summary['anchored_median_signed_pct_error']:+.1f}% (a diagnostic)")
     print(f"  speed-ups over the parent (timed in the same rounds): median |error| "
           f"{summary['speedup_median_abs_pct_error']:.1f}%, within +-10% "
           f"{100 * summary['speedup_share_within_10pct']:.0f}%, median signed "
@@ -277,6 +305,22 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({"summary": summary, "archs": results},
                                               indent=2) + "\n")
     return 0
+
+
+def _table_models(table, model_type: str, parent, workload) -> list[tuple[object, float]]:
+    """(arch, median ms) of the table's whole-model rows of ``workload`` (latest run)."""
+    from plsearch.latency.table import rows_for_fingerprint
+
+    rows = rows_for_fingerprint(table)
+    rows = rows[(rows["part"] == "model") & (rows["phase"] == "workload")
+                & (rows["model_type"] == model_type)
+                & (rows["batch_size"] == workload.batch_size)
+                & (rows["seq_len"] == workload.prompt_len)
+                & (rows["generated_len"] == workload.generated_len)]
+    keys = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
+            "intermediate_size")
+    return [(parent.replace(**{k: int(r[k]) for k in keys}), float(r["median_ms"]))
+            for r in rows.to_dict("records")]
 
 
 def _halves_disagreement(rounds: list[list[float]]) -> float:
