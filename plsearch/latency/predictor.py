@@ -31,13 +31,15 @@ inside the engine's whole model than alone, in a way that differs by phase
 (allocator and cache effects of the whole model's larger working set; on a CPU under
 generate() 0.97-1.12), while a decode step of a layer is dominated by fixed costs and pays
 a constant ``o`` ms more (the model's per-layer bookkeeping of the cache and masks, which
-a block timed alone skips; 0.1-0.35 ms per layer and step on a 2-core CPU). Both are fitted
-on the table's whole-model rows (medians over them; s = 1, o = 0 when there are none). A
-constant, not a factor, for decode because the gap does not grow with a layer's size:
-fitted as a factor on mid-sized archs it predicted small ones 5-15% too fast (2026-12-02,
-speed-ups over the parent within +-10% for 75% of 28 held-out archs as a factor, 93% as a
-constant). ``validate_predictor`` reports the error on each whole model with ``InModel``
-fitted on the other archs only (leave one arch out).
+a block timed alone skips; 0.08-0.35 ms per layer and step on a 2-core CPU). Both are
+fitted on the table's whole-model rows (medians over them; s = 1, o = 0 when there are
+none). A constant, not a factor, for decode because the gap does not grow with a layer's
+size: fitted as a factor on mid-sized archs it predicted small ones up to 15% too fast.
+On 3 quick tables of one AMD EPYC VM, each with the 14 held-out archs of
+bench/latency_accuracy.py (2026-12-02), speed-ups over the parent fell within +-10% for
+95% of the 42 archs with the constant, 67% with a decode factor (median signed error
++2.6% against +7.1%). ``validate_predictor`` reports the error on each whole model with
+``InModel`` fitted on the other archs only (leave one arch out).
 
 A family whose post-norms the pangu recipe absorbs (glm4 -> glm: two RMSNorms fewer per
 layer) exports a model of another type. Its layers cost less than the parent family's
