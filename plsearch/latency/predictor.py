@@ -32,7 +32,7 @@ time (allocator and cache effects of the whole model's larger working set; 0.97-
 quick tables of a 2-core CPU under generate()), while a decode step of a layer is
 dominated by fixed costs and pays a constant ``o`` ms more (the model's per-layer
 bookkeeping of the cache and masks, which a block timed alone skips; 0.20-0.24 ms per
-layer and step for glm4 in those tables, -0.03 to 0.39 ms for its absorbed type). Both are
+layer and step for glm4 in those tables, -0.03 to 0.35 ms for its absorbed type). Both are
 fitted on the table's whole-model rows (medians over them; s = 1, o = 0 when there are
 none). A constant, not a factor, for decode because the gap does not grow with a layer's
 size: fitted as a factor on mid-sized archs it predicted small ones up to 15% too fast.
