@@ -215,7 +215,8 @@ def _resolve_db(args) -> Path:
     if path is None or not path.exists():
         raise LatencyTableError(
             f"no measured latency table for profile {profile.name} ({path or 'latency_db/'}); "
-            f"run `plsearch profile-npu --device-profile {profile.name}` or pass --db")
+            f"measure this device with `plsearch profile-npu --device-profile {profile.name}` "
+            "(add --quick for a few minutes' grid), or pass --latency-db CSV")
     return path
 
 
