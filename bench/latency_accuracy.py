@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     # What bounds any predictor here: the same archs' medians over the even and the odd
     # rounds, each against the other (a perfect predictor of the long-run median can do no
     # better against a median of half as many samples)
-    halves = np.array([_halves_disagreement(by_round[i]) for i in range(len(cases))])
+    halves = (np.abs([_halves_disagreement(by_round[i]) for i in range(len(cases))])
+              if args.rounds > 1 else None)  # one round has no halves to compare
     drift = [float(np.median(measured[reference + 1 + k])) / ms - 1.0
              for k, (_, ms) in enumerate(then)]
     host_drift = float(np.median(drift)) if drift else None
@@ -256,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         "tokens_per_s_spearman": rank,
         "median_spread_pct": float(100 * np.median(
             [max(r["samples_ms"]) / min(r["samples_ms"]) - 1.0 for r in results])),
-        "repeatability_median_abs_pct": float(100 * np.median(np.abs(halves))),
-        "repeatability_share_within_10pct": float(np.mean(np.abs(halves) <= 0.10)),
+        "repeatability_median_abs_pct": (None if halves is None
+                                         else float(100 * np.median(halves))),
+        "repeatability_share_within_10pct": (None if halves is None
+                                             else float(np.mean(halves <= 0.10))),
         "host_drift_pct": None if host_drift is None else 100 * host_drift,
         "host_drift_per_model_pct": [100 * d for d in drift],
         "anchored_median_abs_pct_error": (None if anchored is None
@@ -278,10 +281,13 @@ def main(argv: list[str] | None = None) -> int:
           "(target |.| <= 3%; + = predicted slower than measured)")
     print(f"  max |error| {summary['max_abs_pct_error']:.1f}%; tokens/s rank correlation "
           f"{rank:.3f}; measurement spread max/min (median) {summary['median_spread_pct']:.1f}%")
-    print(f"  repeatability (even vs odd rounds' medians of each arch): median |difference| "
-          f"{summary['repeatability_median_abs_pct']:.1f}%, within +-10% "
-          f"{100 * summary['repeatability_share_within_10pct']:.0f}% (what the host allows; "
-          "a quiet host: a few % and 100%)")
+    if halves is None:
+        print("  repeatability: not measured (one round; --rounds 2 or more)")
+    else:
+        print(f"  repeatability (even vs odd rounds' medians of each arch): median "
+              f"|difference| {summary['repeatability_median_abs_pct']:.1f}%, within +-10% "
+              f"{100 * summary['repeatability_share_within_10pct']:.0f}% (what the host "
+              "allows; a quiet host: a few % and 100%)")
     if host_drift is None:
         print("  host drift since the table: not measured (the table has no whole-model rows "
               "of this workload)")
@@ -324,10 +330,11 @@ def _table_models(table, model_type: str, parent, workload) -> list[tuple[object
 
 
 def _halves_disagreement(rounds: list[list[float]]) -> float:
-    """Median of the even rounds' samples over that of the odd rounds', minus 1."""
+    """Median of the even rounds' samples over that of the odd rounds', minus 1 (two
+    rounds or more)."""
     even = [x for samples in rounds[0::2] for x in samples]
     odd = [x for samples in rounds[1::2] for x in samples]
-    return float(np.median(even) / np.median(odd) - 1.0) if even and odd else 0.0
+    return float(np.median(even) / np.median(odd) - 1.0)
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
