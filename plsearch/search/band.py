@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 from plsearch.arch import ArchConfig
 
-__all__ = ["BAND_RANKS", "BandOrder", "SpreadOrder", "band_order", "spread_order"]
+__all__ = ["BAND_RANKS", "BandOrder", "SpreadOrder", "band_order", "coarse_to_fine",
+           "spread_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +65,17 @@ class BandOrder:
 def band_order(pipeline, band: Sequence[ArchConfig], *, rank: str = "build_kl",
                probe: int = 64, seed: int = 0,
                progress: Callable[[str], None] | None = None,
-               known: Sequence[Sequence] = ()) -> BandOrder:
+               known: Sequence[Sequence] = (),
+               stop: Callable[[], bool] | None = None) -> BandOrder:
     """Order ``band`` (largest first, as FeasibleSet.band gives it) for proposing.
 
     ``rank="params"`` keeps the parameter order. ``rank="build_kl"`` builds up to ``probe``
     band archs through ``pipeline`` (``build``, ``heldout_kl``, ``release``: under torchrun
     every rank makes the same calls) and orders them lowest KL first, ties by size; the
     archs not measured follow in parameter order. ``known`` is a ``to_attr`` list from an
-    earlier start of the same study: those archs are not built again.
+    earlier start of the same study: those archs are not built again. ``stop()`` true
+    (the search's time is up) ends the probing early: the sample is measured coarse to
+    fine over its sizes (``coarse_to_fine``), so a cut probe still spans the band.
     """
     if rank not in BAND_RANKS:
         raise ValueError(f"band rank must be one of {BAND_RANKS}, got {rank!r}")
@@ -86,8 +90,8 @@ def band_order(pipeline, band: Sequence[ArchConfig], *, rank: str = "build_kl",
         todo = [band[i] for i in sorted(chosen)]  # largest first among the sample
     else:
         todo = band
-    todo = [a for a in todo if a not in measured]
-    failed = _measure(pipeline, todo, measured, progress, "ranking the budget band")
+    todo = [todo[i] for i in coarse_to_fine(len(todo)) if todo[i] not in measured]
+    failed = _measure(pipeline, todo, measured, progress, "ranking the budget band", stop)
     size = {a: i for i, a in enumerate(band)}  # 0 = most params
     # a KL that is not a number (no held-out windows, a diverged build) ranks last
     ranked = sorted(measured, key=lambda a: (measured[a] if math.isfinite(measured[a])
@@ -98,13 +102,32 @@ def band_order(pipeline, band: Sequence[ArchConfig], *, rank: str = "build_kl",
     return BandOrder(archs=tuple(ranked + rest), rank="build_kl", build_kl=measured)
 
 
+def coarse_to_fine(n: int) -> list[int]:
+    """0..n-1 in an order whose every prefix spreads evenly over the range: 0, then every
+    2^k-th index for falling k (n=8: 0, 4, 2, 6, 1, 3, 5, 7)."""
+    order: list[int] = []
+    seen: set[int] = set()
+    step = 1 << max(n - 1, 0).bit_length()
+    while step:
+        for i in range(0, n, step):
+            if i not in seen:
+                seen.add(i)
+                order.append(i)
+        step //= 2
+    return order
+
+
 def _measure(pipeline, archs: Sequence[ArchConfig], into: dict[ArchConfig, float],
-             progress: Callable[[str], None] | None, what: str) -> list[ArchConfig]:
-    """Build each arch, put its held-out KL right after the build into ``into``; returns
-    the archs that could not be built (a candidate that cannot be built here fails as its
-    own trial, if proposed)."""
+             progress: Callable[[str], None] | None, what: str,
+             stop: Callable[[], bool] | None = None) -> list[ArchConfig]:
+    """Build each arch, put its held-out KL right after the build into ``into``, until
+    ``stop()`` is true; returns the archs that could not be built (a candidate that cannot
+    be built here fails as its own trial, if proposed)."""
     failed: list[ArchConfig] = []
     for k, arch in enumerate(archs, 1):
+        if stop is not None and stop():
+            logger.info("%s: stopped after %d of %d archs (time is up)", what, k - 1, len(archs))
+            break
         if progress:
             progress(f"{what}: build KL of arch {k} of {len(archs)} ({arch})")
         try:
@@ -138,7 +161,8 @@ class SpreadOrder:
 def spread_order(pipeline, archs: Sequence[ArchConfig], speeds: Sequence[float],
                  bins: Sequence[int], *, count: int, probe: int = 32,
                  progress: Callable[[str], None] | None = None,
-                 known: Sequence[Sequence] = ()) -> SpreadOrder:
+                 known: Sequence[Sequence] = (),
+                 stop: Callable[[], bool] | None = None) -> SpreadOrder:
     """Up to ``count`` archs of ``archs`` (the feasible archs of the speed bins faster than
     the budget's, predicted ``speeds``, ladder bin ``bins``), one per bin, the fastest bin
     first, so the front spans the speeds a user may pick from with capable shapes.
@@ -148,7 +172,9 @@ def spread_order(pipeline, archs: Sequence[ArchConfig], speeds: Sequence[float],
     the front: the fastest of the bin's better half by that KL (the fastest shape that
     keeps as much of the parent as a typical one of its bin, not the fastest at any cost).
     Every other bin's pick is its most capable: the lowest KL. Each is then the first
-    candidate of its bin, so the ladder takes it to the top rung.
+    candidate of its bin, so the ladder takes it to the top rung. ``stop()`` true ends the
+    probing early; the probe is measured coarse to fine from the fastest, so a cut one
+    still spans the speeds.
     """
     if count <= 0 or not archs:
         return SpreadOrder(archs=())
@@ -160,8 +186,10 @@ def spread_order(pipeline, archs: Sequence[ArchConfig], speeds: Sequence[float],
     bin_of = {archs[i]: bins[i] for i in order}
     measured = {ArchConfig.from_dict(a): float(kl) for a, kl in known}
     measured = {a: kl for a, kl in measured.items() if a in speed}
-    _measure(pipeline, [a for a in speed if a not in measured], measured, progress,
-             "spreading the front")
+    probed = sorted(speed, key=lambda a: (-speed[a], str(a)))  # fastest first
+    _measure(pipeline, [probed[i] for i in coarse_to_fine(len(probed))
+                        if probed[i] not in measured], measured, progress,
+             "spreading the front", stop)
     groups: dict[int, list[ArchConfig]] = {}
     for a, kl in measured.items():
         if math.isfinite(kl):

@@ -7,8 +7,11 @@
    parent, budget, space and device. Trials a killed process left RUNNING are failed and
    their arches queued again.
 3. Load the parent and what every trial shares; score the parent once.
-4. Run trials until ``trials`` candidates have been built (arches that miss the budget
-   are recorded but not built, and do not count), or the timeout passes.
+4. Rank the budget band, then the faster speeds, by the held-out KL right after the
+   build (band.py), and run trials until ``trials`` candidates have been built (arches
+   that miss the budget are recorded but not built, and do not count), or the timeout
+   passes. The timeout counts from the search's start; the ranking stops early when it
+   has used its share of it (RANKING_SHARES), so the trials keep the larger part.
 5. Measure the Pareto-front candidates end to end (verify.py), write trials.csv and
    run.json into the run folder.
 """
@@ -52,6 +55,11 @@ logger = logging.getLogger(__name__)
 
 IDENTITY_ATTRS = ("parent_weights_hash", "budget_spec", "space", "device_profile")
 
+# With --timeout, the band ranking stops probing once this share of it has passed since
+# the search's start (loading and scoring the parent included), the spread's once the
+# second share has: on a slow host (or a large band) trials keep at least 60%.
+RANKING_SHARES = (0.3, 0.4)
+
 
 @dataclass(frozen=True)
 class SearchOptions:
@@ -65,7 +73,7 @@ class SearchOptions:
     device_profile: str = "cpu"
     latency_db: str | None = None
     trials: int = 12  # candidates built (arches that miss the budget do not count)
-    timeout: float | None = None  # seconds after which no new trial starts
+    timeout: float | None = None  # seconds from the start after which no new trial starts
     storage: str | None = None  # None: sqlite in the run folder
     study: str | None = None  # None: <space name>-<budget>
     out: str | None = None  # None: reports/<study>
@@ -200,6 +208,13 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
 
     stage = on_stage or (lambda message: None)
     started = time.perf_counter()
+    clock = time.monotonic()  # what --timeout counts from
+
+    def past(share: float) -> Callable[[], bool] | None:
+        """True once ``share`` of the timeout has passed (None: no timeout)."""
+        if opts.timeout is None:
+            return None
+        return lambda: time.monotonic() - clock >= share * opts.timeout
     plan = plan_search(opts, latency)  # 1.
     if not distributed.is_main():  # torchrun ranks > 0: rank 0's model calls, no Optuna
         factory = pipeline_factory or load_pipeline
@@ -250,8 +265,10 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
             study.set_user_attr("parent_accuracy_stderr", parent_score.accuracy_stderr)
             study.set_user_attr("parent_perplexity", parent_score.perplexity)
             study.set_user_attr("parent_scores", parent_score.scores)
-        _propose_band_first(sampler, plan, pipeline, study, opts.seed, stage, on_progress)
-        _propose_spread(sampler, plan, pipeline, study, stage, on_progress)
+        band_stop, spread_stop = (past(share) for share in RANKING_SHARES)
+        _propose_band_first(sampler, plan, pipeline, study, opts.seed, stage, on_progress,
+                            band_stop)
+        _propose_spread(sampler, plan, pipeline, study, stage, on_progress, spread_stop)
         eta = _Eta(study, opts.trials, on_progress)
         objective = make_objective(pipeline, plan.grid, plan.space, plan.need, artifacts,
                                    feasible=plan.feasible, progress=eta.say,
@@ -268,7 +285,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         stage(f"searching: {opts.trials} candidates, budget {plan.budget.spec} = "
               f"{plan.need:,.0f} tokens/s predicted (parent {plan.parent_tokens_per_s:,.0f})")
         eta.start()
-        _optimize(study, objective, opts, on_trial, sampler)
+        _optimize(study, objective, opts, on_trial, sampler, start=clock)
         distributed.stop_followers(pipeline)
         distributed.shutdown()  # the rest (verification, outputs) is rank 0's alone
         del pipeline  # frees the parent before candidates are measured
@@ -287,7 +304,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
 
 
 def _propose_band_first(sampler, plan: SearchPlan, pipeline, study: optuna.Study, seed: int,
-                        stage: Callable[[str], None], progress) -> None:
+                        stage: Callable[[str], None], progress, stop=None) -> None:
     """Queue the budget band's best archs (band.py) ahead of the sampler; the build KLs
     are kept in the study's ``band_order`` attribute, so a resumed study measures none
     again."""
@@ -299,20 +316,25 @@ def _propose_band_first(sampler, plan: SearchPlan, pipeline, study: optuna.Study
     if not count:
         return
     known = study.user_attrs.get("band_order", [])
-    if ladder.band_rank == "build_kl" and len(known) < min(ladder.band_probe, len(band)):
+    planned = min(ladder.band_probe, len(band))
+    if ladder.band_rank == "build_kl" and len(known) < planned:
         stage(f"ranking the budget band ({len(band)} archs) by the held-out KL right after "
-              f"the build ({min(ladder.band_probe, len(band))} measured)")
+              f"the build ({planned} measured)")
     order = band_order(pipeline, band, rank=ladder.band_rank, probe=ladder.band_probe,
-                       seed=seed, progress=_every(progress, 5.0), known=known)
+                       seed=seed, progress=_every(progress, 5.0), known=known, stop=stop)
     if order.build_kl and len(order.build_kl) > len(known):
         study.set_user_attr("band_order", order.to_attr())
+    if ladder.band_rank == "build_kl" and _cut(order.build_kl, planned, stop):
+        stage(f"the band ranking stopped after {len(order.build_kl)} of {planned} archs: it "
+              f"may use {RANKING_SHARES[0]:.0%} of --timeout (an even sample of the band's "
+              "sizes was measured; a resumed search measures the rest)")
     sampler.propose_first(order.archs, count)
     stage(f"proposed first: {order.describe(count)}; the next ones in the place of any the "
           "timing check refuses")
 
 
 def _propose_spread(sampler, plan: SearchPlan, pipeline, study: optuna.Study,
-                    stage: Callable[[str], None], progress) -> None:
+                    stage: Callable[[str], None], progress, stop=None) -> None:
     """Queue, after the band, archs of the faster speed bins spread over their speeds
     (band.spread_order), so the front reaches the fast end with capable shapes; the build
     KLs are kept in the study's ``spread_kl`` attribute for a resumed study."""
@@ -333,11 +355,19 @@ def _propose_spread(sampler, plan: SearchPlan, pipeline, study: optuna.Study,
     order = spread_order(pipeline, [a for a, _ in rows], [t for _, t in rows],
                          [speed_bin(t) for _, t in rows],
                          count=ladder.spread_first, probe=ladder.spread_probe,
-                         progress=_every(progress, 5.0), known=known)
+                         progress=_every(progress, 5.0), known=known, stop=stop)
     if len(order.build_kl) > len(known):
         study.set_user_attr("spread_kl", order.to_attr())
+    if _cut(order.build_kl, probe, stop):
+        stage(f"the spread's probe stopped after {len(order.build_kl)} of {probe} archs: "
+              f"the ranking may use {RANKING_SHARES[1]:.0%} of --timeout")
     sampler.propose_then(order.archs)
     stage(f"proposed next, spread over the faster speeds: {order.describe(dict(rows))}")
+
+
+def _cut(measured: dict, planned: int, stop) -> bool:
+    """Whether a probe stopped for time before measuring its ``planned`` archs."""
+    return stop is not None and len(measured) < planned and stop()
 
 
 def _every(sink: Callable[[str], None] | None, seconds: float):
@@ -454,10 +484,11 @@ def fastest_arch(grid, predict, seed: int = 0, limit: int = 5000):
 
 
 def _optimize(study: optuna.Study, objective, opts: SearchOptions, on_trial,
-              sampler=None) -> None:
+              sampler=None, start: float | None = None) -> None:
     """One trial at a time until enough candidates were built (by every worker together),
-    or until the sampler has no arch left that meets the budget as measured."""
-    start = time.monotonic()
+    or until the sampler has no arch left that meets the budget as measured, or until
+    ``opts.timeout`` seconds have passed since ``start`` (time.monotonic; default now)."""
+    start = time.monotonic() if start is None else start
     max_infeasible = max(20, 5 * opts.trials)
     callbacks = [lambda s, t: on_trial(t)] if on_trial else []
     while True:

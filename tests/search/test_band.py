@@ -233,3 +233,87 @@ def test_the_default_ladder_measures_the_whole_band_of_the_built_in_space():
         plan = plan_search(SearchOptions(budget=budget), latency=latency)
         band = plan.feasible.band()
         assert 0 < len(band) <= plan.space.ladder.band_probe, (budget, len(band))
+
+
+def test_coarse_to_fine_spans_the_range_at_every_prefix():
+    from plsearch.search.band import coarse_to_fine
+
+    for n in (0, 1, 2, 7, 8, 33):
+        order = coarse_to_fine(n)
+        assert sorted(order) == list(range(n))  # each index once
+    assert coarse_to_fine(8) == [0, 4, 2, 6, 1, 3, 5, 7]
+    head = coarse_to_fine(154)[:8]  # a probe cut after 8 of 154 spans the whole band
+    assert min(head) == 0 and max(head) >= 128 and max(b - a for a, b in
+                                                       zip(sorted(head), sorted(head)[1:])) <= 32
+
+
+def test_a_band_ranking_out_of_time_keeps_an_even_sample_and_ranks_the_rest_by_size():
+    from plsearch.search.band import coarse_to_fine
+
+    band, pipeline = _band()
+    assert len(band) >= 8
+    order = band_order(pipeline, band, probe=len(band), stop=lambda: len(pipeline.built) >= 3)
+    expected = {band[i] for i in coarse_to_fine(len(band))[:3]}
+    assert set(order.build_kl) == expected == set(pipeline.built)
+    assert band[0] in expected  # the largest, and the middle of the band's sizes
+    kls = [order.build_kl[a] for a in order.archs[:3]]
+    assert kls == sorted(kls)
+    assert list(order.archs[3:]) == [a for a in band if a not in expected]
+    assert pipeline.released == 3
+    # a resumed search with time to spare measures only the rest
+    _, again = _band()
+    full = band_order(again, band, probe=len(band), known=order.to_attr())
+    assert sorted(again.built, key=str) == sorted(set(band) - expected, key=str)
+    assert set(full.build_kl) == set(band)
+
+
+def test_a_spread_probe_out_of_time_measures_the_fastest_first():
+    archs, speeds, bins, pipeline = _faster()
+    order = spread_order(pipeline, archs, speeds, bins, count=2, probe=len(archs),
+                         stop=lambda: len(pipeline.built) >= 1)
+    fastest = max(zip(speeds, map(str, archs)))[1]
+    assert [str(a) for a in pipeline.built] == [fastest] and len(order.build_kl) == 1
+    assert [str(a) for a in order.archs] == [fastest]  # the one bin measured
+
+
+class SlowBuild(DepthPipeline):
+    """Each build takes 0.25 s, so a short --timeout cuts the band ranking."""
+
+    def build(self, arch):
+        import time
+
+        time.sleep(0.25)
+        return super().build(arch)
+
+
+def test_the_timeout_counts_from_the_start_and_cuts_the_ranking(tiny_dir, tmp_path):
+    from plsearch.search.run import RANKING_SHARES
+
+    out = tmp_path / "run"
+    space = yaml.safe_load(tiny_dir["space"].read_text())
+    space["ladder"]["band_probe"] = 10_000
+    stages, pipelines = [], []
+
+    def factory(model_dir, space, profile, latency, *, seed=0):
+        pipelines.append(SlowBuild(space, latency, profile))
+        return pipelines[-1]
+
+    summary = run_search(SearchOptions(
+        budget="1.3x", model=str(tiny_dir["model"]), space=space,
+        device_profile=str(tiny_dir["profile"]), trials=100, timeout=6.0, out=str(out),
+        study="cut", verify=False, command="test"),
+        latency=FakeLatency(), pipeline_factory=factory, on_stage=stages.append)
+    study = optuna.load_study(study_name="cut", storage=storage_url(None, out))
+    planned = [s for s in stages if s.startswith("ranking the budget band")]
+    band_size = int(planned[0].split("(")[1].split()[0])
+    assert band_size > 10  # 0.25 s each: more than the 1.8 s the band ranking may take
+    ranked = study.user_attrs.get("band_order", [])
+    assert len(ranked) < band_size
+    assert any(s.startswith(f"the band ranking stopped after {len(ranked)} of {band_size}")
+               for s in stages)
+    assert RANKING_SHARES[0] < RANKING_SHARES[1] < 1
+    # no trial started 6 s after the start: a handful, not the 100 asked for
+    assert 0 < summary.built < 100
+    last_start = max(t.datetime_start for t in study.get_trials())
+    first = min(t.datetime_start for t in study.get_trials())
+    assert (last_start - first).total_seconds() < 6.0 * (1 - RANKING_SHARES[0])

@@ -90,3 +90,24 @@ def test_a_space_file_turns_activation_checkpointing_on(tmp_path, tiny_dir):
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     assert load_space(path).kd.activation_checkpointing is True
     assert load_space(tiny_dir["space"]).kd.activation_checkpointing is False
+
+
+def test_the_parents_heldout_logits_are_computed_once_and_change_nothing(tiny_dir, parts,
+                                                                         monkeypatch):
+    from plsearch.search import pipeline as pipeline_module
+
+    space, profile, latency = parts
+    cached = _pipeline(tiny_dir, space, profile, latency)
+    calls = []
+    forward = cached.parent.forward
+    monkeypatch.setattr(cached.parent, "forward",
+                        lambda *a, **k: calls.append(1) or forward(*a, **k))
+    batches = len(cached.ppl_windows.split(8))
+    model = cached.build(_small(cached))
+    first = cached.heldout_fit(model)
+    assert len(calls) == batches and len(cached._teacher) == batches
+    assert cached.heldout_fit(model) == first and len(calls) == batches  # no parent pass
+    # over the size cap the parent runs every time, to the same numbers
+    monkeypatch.setattr(pipeline_module, "TEACHER_CACHE_BYTES", 0)
+    uncached = _pipeline(tiny_dir, space, profile, latency)
+    assert uncached.heldout_fit(model) == first and uncached._teacher is None
