@@ -42,8 +42,9 @@ def register(sub) -> None:
                    help="candidates to build, all workers together; arches that miss the "
                    "budget are recorded but do not count (default 12)")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="start no new trial after this many seconds from the start; the "
-                   "pre-trial ranking may use 40%% of them (default: no limit)")
+                   help="after this many seconds from the start, start no new trial and "
+                   "promote none to a further rung; the pre-trial ranking may use 40%% of "
+                   "them (default: no limit)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage shared by workers, e.g. "
                    "postgresql://user:pw@host/db (default: sqlite in the run folder)")
     p.add_argument("--study", metavar="NAME", help="study name (default: <space>-<budget>)")

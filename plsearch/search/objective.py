@@ -158,7 +158,8 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
                    budget_tokens_per_s: float, candidates_dir: Path,
                    candidate_meta: dict | None = None, max_built: int | None = None,
                    feasible=None, progress: Progress | None = None,
-                   screen: Callable[[ArchConfig], tuple[float, float] | None] | None = None):
+                   screen: Callable[[ArchConfig], tuple[float, float] | None] | None = None,
+                   stop: Callable[[], bool] | None = None):
     """The Optuna objective: trial -> (accuracy objective, predicted tokens/s).
 
     ``feasible`` (proposals.FeasibleSet) defines the speed bins of the ladder; it is
@@ -167,10 +168,12 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
     built (random weights through the device profile's engine) and returns (measured
     tokens/s, the budget timed the same way), or None when it does not measure (far from
     the budget): an arch measured below the budget is recorded infeasible with that speed
-    and pruned, never built. With ``max_built``, a
-    feasible trial that finds
-    that many candidates already built or being built by earlier trials (another worker won
-    the race for the last one) is not built: it records ``surplus`` and is pruned.
+    and pruned, never built. With ``max_built``, a feasible trial that finds that many
+    candidates already built or being built by earlier trials (another worker won the race
+    for the last one) is not built: it records ``surplus`` and is pruned. ``stop()`` true
+    (the search's --timeout has passed) ends the ladder of the trial in flight at the rung
+    it has reached, unless it is the budget band's first to climb: a promotion can cost
+    minutes of KD.
     """
     import optuna
 
@@ -286,6 +289,10 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
                 in_band = predicted <= need * (1 + BAND_WIDTH)
                 if in_band and _band_top_missing(trial, need, last):
                     logger.info("trial %d climbs: first of the budget band", trial.number)
+                elif stop is not None and stop():
+                    logger.info("trial %d stops at rung %d: the search's time is up",
+                                trial.number, r)
+                    break
                 elif mine is None or not is_promoted(mine, others, ladder.promotion_rate):
                     logger.info("trial %d stops at rung %d (%s %s, bin %s)", trial.number, r,
                                 ladder.signal, mine, record.speed_bin)

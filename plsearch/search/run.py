@@ -11,7 +11,8 @@
    build (band.py), and run trials until ``trials`` candidates have been built (arches
    that miss the budget are recorded but not built, and do not count), or the timeout
    passes. The timeout counts from the search's start; the ranking stops early when it
-   has used its share of it (RANKING_SHARES), so the trials keep the larger part.
+   has used its share of it (RANKING_SHARES), so the trials keep the larger part; once
+   it has passed, the trial in flight climbs no further rung (objective.py).
 5. Measure the Pareto-front candidates end to end (verify.py), write trials.csv and
    run.json into the run folder.
 """
@@ -279,7 +280,7 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
             "study": name, "device_profile": plan.profile.name,
             "parent_tokens_per_s": plan.parent_tokens_per_s,
             "device_fingerprint": plan.latency.fingerprint, "budget": attrs["budget"]},
-                                   max_built=opts.trials)
+                                   max_built=opts.trials, stop=past(1.0))
 
         # 4. trials
         stage(f"searching: {opts.trials} candidates, budget {plan.budget.spec} = "

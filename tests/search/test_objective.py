@@ -114,3 +114,19 @@ def test_an_arch_measured_below_the_budget_before_the_build_is_never_built(tmp_p
     assert pipeline.built == []
     assert trial.user_attrs["feasible"] is False
     assert trial.user_attrs["screened_tokens_per_s"] == pytest.approx(need * 0.9)
+
+
+def test_once_the_time_is_up_the_trial_in_flight_climbs_no_further(tmp_path):
+    latency = FakeLatency()
+    grid = SPACE.resolve(PARENT, Alignment())
+    pipeline = CountingPipeline(SPACE, latency)
+    need = 0.99 * latency.tokens_per_s(grid.arch(SMALL))
+    calls = []
+    objective = make_objective(pipeline, grid, SPACE, need, tmp_path / "candidates",
+                               stop=lambda: calls.append(1) or True)
+    trial = FixedTrial(SMALL)
+    value, _ = objective(trial)  # the same trial climbs both rungs without a stop
+    attrs = trial.user_attrs
+    assert calls and attrs["rung"] == 0 and attrs["kd_steps"] == 2
+    assert attrs["rung_scores"] == [value] and "candidate_dir" not in attrs
+    assert not (tmp_path / "candidates").exists() or not any((tmp_path / "candidates").iterdir())
