@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     _step(f"exported model {ratio['exported']:,.0f} tokens/s vs parent {ratio['parent']:,.0f} "
           f"tokens/s on {profile.name} (batch {profile.workload.batch_size}, prompt "
           f"{profile.workload.prompt_len}, {profile.workload.generated_len} generated): "
-          f"measured speed-up {ratio['measured']:.2f}x (predicted {ratio['predicted']:.2f}x, "
-          f"budget {args.budget})")
+          f"measured speed-up {ratio['measured']:.2f}x [95% {ratio['low']:.2f}, "
+          f"{ratio['high']:.2f}] (predicted {ratio['predicted']:.2f}x, budget {args.budget})")
     meta = json.loads((best / "plsearch.json").read_text(encoding="utf-8"))
     _step(winner_summary(out, int(meta["trial"]), args.budget, ratio["measured"]))
     _step(f"demo finished in {time.monotonic() - start:.0f} s; open {out / 'report.html'}; "
@@ -156,7 +156,8 @@ def measure_speedup(exported: Path, profile, pairs: int = 10,
     meta = json.loads((exported / "plsearch.json").read_text(encoding="utf-8"))
     predicted = meta["predicted_tokens_per_s"] / meta["parent_tokens_per_s"]
     return {"exported": speedup.tokens_per_s, "parent": speedup.reference_tokens_per_s,
-            "measured": speedup.speedup, "predicted": predicted}
+            "measured": speedup.speedup, "low": speedup.low, "high": speedup.high,
+            "predicted": predicted}
 
 
 def fastest_measured(out: Path) -> int | None:

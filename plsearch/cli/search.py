@@ -211,6 +211,9 @@ def _print_verification(verification: dict) -> None:
     if verification.get("dominated_by_measurement"):
         print(f"   dominated once measured (left off the front): trials "
               f"{verification['dominated_by_measurement']}")
+    if verification.get("missed_budget_measured"):
+        print("   of those, not shown to meet the budget (measured below it, or its speed-up's "
+              f"95% interval reaches below): trials {verification['missed_budget_measured']}")
     if "band_on_front" in verification:
         band = verification["band_on_front"]
         print("   on the front and measured within 15% above the budget: "

@@ -47,9 +47,14 @@ def open_for_export(out_dir: str | Path | None = None, storage: str | None = Non
 
 def meets_budget(record: TrialRecord, budget, study_attrs: dict[str, Any]) -> bool:
     """Whether ``record`` meets ``budget``: on measured speeds wherever they exist (the
-    candidate's against the parent's, measured in the same run, for a relative budget)."""
+    candidate's against the parent's, measured in the same run, for a relative budget;
+    where verification measured its speed-up's 95% interval, the interval's low end)."""
     parent_predicted = study_attrs.get("parent_tokens_per_s") or 0.0
     parent_measured = study_attrs.get("parent_measured_tokens_per_s")
+    if record.measured_speedup_low is not None and parent_measured:
+        low = record.measured_speedup_low
+        return (low >= budget.value if budget.kind == "relative"
+                else low * parent_measured >= budget.value)
     if budget.kind == "relative":
         if record.measured_tokens_per_s and parent_measured:
             return record.measured_tokens_per_s >= budget.value * parent_measured

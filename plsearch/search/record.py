@@ -26,15 +26,15 @@ from typing import Any
 
 from plsearch.arch import ArchConfig
 from plsearch.search.scoring import interval
-from plsearch.search.study import MEASURED_PREFIX
+from plsearch.search.study import MEASURED_PREFIX, SPEEDUP_LOW_PREFIX
 
 __all__ = ["DOMINATED_PREFIX", "MEASURED_PREFIX", "TrialRecord", "write_record"]
 
 DOMINATED_PREFIX = "dominated_by_measurement/"  # study attribute per trial number
 
 # Fields that are not user attributes of the trial itself.
-_NOT_ATTRS = ("number", "state", "values", "measured_tokens_per_s", "dominated_by_measurement",
-              "retry_of")
+_NOT_ATTRS = ("number", "state", "values", "measured_tokens_per_s", "measured_speedup_low",
+              "dominated_by_measurement", "retry_of")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,8 @@ class TrialRecord:
     state: str | None = None
     values: tuple[float, ...] | None = None
     measured_tokens_per_s: float | None = None
+    # the lower end of the measured speed-up's 95% interval (verify.py; None: not known)
+    measured_speedup_low: float | None = None
     dominated_by_measurement: bool = False
     retry_of: int | None = None
 
@@ -164,6 +166,7 @@ class TrialRecord:
         measured = study_attrs.get(f"{MEASURED_PREFIX}{number}")
         if measured is None:  # written into the trial by a worker before it finished
             measured = attrs.get("measured_tokens_per_s")
+        low = study_attrs.get(f"{SPEEDUP_LOW_PREFIX}{number}")
         system = getattr(trial, "system_attrs", {}) or {}
         if attrs.get("objective") is None and values and attrs.get("accuracy") is not None:
             attrs["objective"] = values[0]  # studies written before the record had it
@@ -171,6 +174,7 @@ class TrialRecord:
             attrs, number=number, state=state.name if state is not None else None,
             values=tuple(values) if values else None,
             measured_tokens_per_s=float(measured) if measured is not None else None,
+            measured_speedup_low=float(low) if low is not None else None,
             dominated_by_measurement=bool(study_attrs.get(f"{DOMINATED_PREFIX}{number}")),
             retry_of=system.get("failed_trial"))
 

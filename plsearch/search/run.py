@@ -320,7 +320,7 @@ def _propose_band_first(sampler, plan: SearchPlan, pipeline, study: optuna.Study
     planned = min(ladder.band_probe, len(band))
     if ladder.band_rank == "build_kl" and len(known) < planned:
         stage(f"ranking the budget band ({len(band)} archs) by the held-out KL right after "
-              f"the build ({planned} measured)")
+              f"the build ({planned} to measure)")
     order = band_order(pipeline, band, rank=ladder.band_rank, probe=ladder.band_probe,
                        seed=seed, progress=_every(progress, 5.0), known=known, stop=stop)
     if order.build_kl and len(order.build_kl) > len(known):

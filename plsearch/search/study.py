@@ -369,12 +369,17 @@ def dead_trials(trials) -> dict[int, int]:
 # ---------------------------------------------------------------- attributes
 
 MEASURED_PREFIX = "measured_tokens_per_s/"
+SPEEDUP_LOW_PREFIX = "measured_speedup_low/"  # the measured speed-up's 95% lower end
 
 
-def record_measurement(study: optuna.Study, number: int, tokens_per_s: float) -> None:
-    """Store a finished trial's measured tokens/s (Optuna freezes a finished trial's own
-    attributes, so it goes into the study's, one key per trial: workers never collide)."""
+def record_measurement(study: optuna.Study, number: int, tokens_per_s: float,
+                       speedup_low: float | None = None) -> None:
+    """Store a finished trial's measured tokens/s, and the lower end of its measured
+    speed-up's 95% interval (Optuna freezes a finished trial's own attributes, so they go
+    into the study's, one key per trial: workers never collide)."""
     study.set_user_attr(f"{MEASURED_PREFIX}{number}", float(tokens_per_s))
+    if speedup_low is not None:
+        study.set_user_attr(f"{SPEEDUP_LOW_PREFIX}{number}", float(speedup_low))
 
 
 def measured_tokens_per_s(study_attrs: dict[str, Any], trial: FrozenTrial) -> float | None:

@@ -125,6 +125,29 @@ def test_time_beside_continues_an_earlier_measurement_and_pools_its_pairs():
     assert both.speedup == pytest.approx(statistics.median([1.5, 1.65, 1.8, 1.95]))
 
 
+def test_the_median_interval_is_distribution_free_order_statistics():
+    from math import comb
+
+    from plsearch.latency.engine import median_interval
+
+    assert median_interval(range(1, 11)) == (2, 9)  # 10 values: 2nd and 9th, 97.9%
+    assert median_interval(range(20, 0, -1)) == (6, 15)  # 20 values, any order: 6th, 15th
+    assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few: the whole range
+    assert median_interval([5.0]) == (5.0, 5.0)
+    with pytest.raises(ValueError, match="at least one"):
+        median_interval([])
+    for n in (6, 10, 20, 40):  # the coverage is at least 95%, and one step more is not
+        low, _ = median_interval(range(n))
+        k = low + 1  # x_(k), 1-based
+        outside = 2 * sum(comb(n, i) for i in range(k)) / 2 ** n
+        assert outside <= 0.05 < 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n
+    # time_beside reports it around the median of the pairs' ratios
+    ratios = iter([1.40, 1.50, 1.45, 1.60, 1.55, 1.48, 1.52, 1.70, 1.35, 1.58])
+    s = time_beside(lambda: 100.0 * next(ratios), lambda: 100.0, pairs=10)
+    assert (s.low, s.high) == (pytest.approx(1.40), pytest.approx(1.60))
+    assert s.low <= s.speedup <= s.high and "[95% 1.40, 1.60]" in s.shown()
+
+
 def test_a_close_call_is_a_speed_up_within_5_percent_of_a_threshold():
     assert close_call(1.55, [1.5]) and close_call(1.45, [2.0, 1.5])
     assert not close_call(1.6, [1.5]) and not close_call(1.55, []) and not close_call(1.5, [0.0])

@@ -169,3 +169,35 @@ def test_a_speed_up_close_to_the_budget_is_timed_over_twice_the_pairs(tmp_path, 
     # 1.55x is within 5% of the 1.5x budget: 3 more pairs; 2.4x is far from 1.5x and 1.725x
     assert calls.count("trial-0") == pairs and calls.count("parent") == 3 + pairs
     assert summary["candidates"][0]["measured_tokens_per_s"] == pytest.approx(speed)
+
+
+def test_a_speed_up_whose_interval_straddles_the_budget_is_timed_longer_and_then_left_off(
+        tmp_path):
+    from plsearch.search.verify import MAX_PAIRS_FACTOR
+
+    # trial 0: the most accurate, its speed-ups spread 1.35-1.70x around a median above
+    # 1.5x; trial 1: steady at 1.52x
+    study = _study(tmp_path, [(0.6, 160.0), (0.5, 155.0)])
+    study.set_user_attr("budget", {"spec": "1.5x", "tokens_per_s": 150.0})
+    spread = [140.0, 150.0, 145.0, 160.0, 155.0, 148.0, 152.0, 170.0, 135.0, 158.0, 153.0]
+    calls = {"trial-0": 0, "trial-1": 0, "parent": 0}
+
+    def measure(folder: str) -> float:
+        name = folder.rsplit("/", 1)[-1]
+        calls[name] += 1
+        if name == "trial-0":
+            return spread[calls[name] % len(spread)]
+        return {"trial-1": 152.0, "parent": 100.0}[name]
+
+    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent",
+                           measure=measure, pairs=5)
+    records = {r.number: r for r in (TrialRecord.from_trial(t, study.user_attrs)
+                                     for t in study.get_trials())}
+    noisy, steady = records[0], records[1]
+    assert calls["trial-0"] == MAX_PAIRS_FACTOR * 5  # timed as long as allowed
+    assert noisy.measured_tokens_per_s >= 150.0 > 100.0 * noisy.measured_speedup_low
+    assert summary["missed_budget_measured"] == [0] and noisy.dominated_by_measurement
+    assert steady.measured_speedup_low == pytest.approx(1.52) and calls["trial-1"] == 10
+    assert [r.number for r in pareto_front(study)] == [1]
+    assert choose_trial(study, best_for="1.5x").number == 1  # shown to meet it
+    assert choose_trial(study, best_for="1.3x").number == 0  # its whole interval is above
