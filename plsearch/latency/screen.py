@@ -59,19 +59,19 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     a measurement, else the refined prediction decides. ``absorbed``: time the family's
     post-norm-absorbed model type (what the pangu recipe builds). ``reference``: (the
     parent's arch, its tokens/s when ``need`` was set from it) for a relative budget: the
-    arch is timed beside the parent, one call each in turn (``pairs`` pairs,
-    engine.time_beside; as many again when the speed-up lies within 5% of the budget's),
-    and measured as its speed-up times ``parent_then``: a slow spell of the machine slows
-    both sides of a pair alike. ``repeats``: timed calls of an arch timed
-    alone (absolute budgets).
+    arch is timed beside the parent, one call each in turn (``pairs`` pairs; as many again
+    when the speed-up lies within 5% of the budget's; more while its 95% interval
+    straddles the budget: engine.time_for_verdict), and measured as its speed-up times
+    ``parent_then``: a slow spell of the machine slows both sides of a pair alike. It
+    meets the budget only when the whole interval does (what verification asks of the
+    trained candidate). ``repeats``: timed calls of an arch timed alone (absolute budgets).
     """
     from plsearch.latency.engine import (
         call_timer,
-        close_call,
         local_timer,
         measure_arch,
         random_arch_model,
-        time_beside,
+        time_for_verdict,
     )
 
     predicted = latency.predicted_tokens_per_s(arch, profile)
@@ -86,7 +86,7 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     if reference is None:
         measured = measure_arch(arch, parent_config, profile, repeats=repeats, seed=seed,
                                 absorbed=absorbed).tokens_per_s
-        beside = ""
+        feasible, beside = measured >= need, ""
     else:  # both built once, then timed one call each in turn
         parent_arch, parent_then = reference
         timer = local_timer(profile)
@@ -94,15 +94,15 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
             random_arch_model(a, parent_config, profile, timer, seed=seed, absorbed=ab)
             for a, ab in ((parent_arch, False), (arch, absorbed)))
         calls = [call_timer(m, profile, seed=seed, timer=timer) for m in (model, parent_model)]
-        speedup = time_beside(*calls, pairs)
-        if close_call(speedup.speedup, [need / parent_then]):  # a verdict that could flip
-            speedup = time_beside(*calls, pairs, before=speedup)
+        ratio = need / parent_then
+        speedup = time_for_verdict(*calls, pairs, [ratio], budget=ratio)
         del parent_model, model, calls
         measured = speedup.speedup * parent_then
-        beside = (f"; {speedup.speedup:.3f}x the parent timed beside it, {speedup.pairs} pairs, "
+        feasible = speedup.low * parent_then >= need  # the whole 95% interval
+        beside = (f"; {speedup.shown()} the parent timed beside it, {speedup.pairs} pairs, "
                   f"on the scale of the parent's {parent_then:.1f}")
-    feasible = measured >= need
+    verdict = ">=" if feasible else ("< (its speed-up's 95% interval reaches below)"
+                                     if measured >= need else "<")
     return Screen(predicted, refined, measured, need, feasible,
-                  f"measured {measured:.1f} tok/s {'>=' if feasible else '<'} budget "
-                  f"{need:.1f} (predicted {refined:.1f}; random weights through "
-                  f"{profile.engine}{beside})")
+                  f"measured {measured:.1f} tok/s {verdict} budget {need:.1f} (predicted "
+                  f"{refined:.1f}; random weights through {profile.engine}{beside})")

@@ -158,7 +158,8 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
                    budget_tokens_per_s: float, candidates_dir: Path,
                    candidate_meta: dict | None = None, max_built: int | None = None,
                    feasible=None, progress: Progress | None = None,
-                   screen: Callable[[ArchConfig], tuple[float, float] | None] | None = None,
+                   screen: Callable[[ArchConfig], tuple[float, float, bool] | None]
+                   | None = None,
                    stop: Callable[[], bool] | None = None):
     """The Optuna objective: trial -> (accuracy objective, predicted tokens/s).
 
@@ -166,9 +167,9 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
     computed from the grid when not given. ``progress(message)`` hears every stage of a
     trial (build, each KD step, each task). ``screen(arch)`` measures an arch before it is
     built (random weights through the device profile's engine) and returns (measured
-    tokens/s, the budget timed the same way), or None when it does not measure (far from
-    the budget): an arch measured below the budget is recorded infeasible with that speed
-    and pruned, never built. With ``max_built``, a feasible trial that finds that many
+    tokens/s, the budget timed the same way, whether the measurement shows the arch meets
+    it), or None when it does not measure (far from the budget): an arch not shown to meet
+    the budget is recorded infeasible with that speed and pruned, never built. With ``max_built``, a feasible trial that finds that many
     candidates already built or being built by earlier trials (another worker won the race
     for the last one) is not built: it records ``surplus`` and is pruned. ``stop()`` true
     (the search's --timeout has passed) ends the ladder of the trial in flight at the rung
@@ -214,15 +215,16 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
             raise optuna.TrialPruned("misses the budget: not built, not scored")
         screened = screen(arch) if screen is not None else None
         if screened is not None:
-            measured, threshold = screened
+            measured, threshold, meets = screened
             save(screened_tokens_per_s=float(measured))
-            if measured < threshold:
+            if not meets:
                 save(feasible=False, seconds=took())
-                logger.warning("trial %d: %s at %.0f tokens/s < %.0f (the budget) before the "
-                               "build (timed with random weights near the budget, else the "
-                               "refined prediction); not built", trial.number, arch, measured,
-                               threshold)
-                raise optuna.TrialPruned("measured below the budget: not built, not scored")
+                logger.warning("trial %d: %s at %.0f tokens/s, not shown to meet %.0f (the "
+                               "budget) before the build (timed with random weights near the "
+                               "budget, else the refined prediction); not built",
+                               trial.number, arch, measured, threshold)
+                raise optuna.TrialPruned("measured below the budget (or not shown to meet it): "
+                                         "not built, not scored")
 
         twin = _evaluated_twin(trial, arch, pipeline.recipe)
         if twin is not None:  # another worker raced to the same arch: reuse, not rebuild

@@ -683,15 +683,15 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None):
     reference = (plan.parent_arch, need / plan.budget.value) \
         if plan.budget.kind == "relative" else None
 
-    def screen(arch) -> tuple[float, float] | None:
+    def screen(arch) -> tuple[float, float, bool] | None:
         checked = screen_arch(arch, need, state["latency"], plan.profile, parent_config,
                               absorbed=absorbed, reference=reference)
         if checked.pair is None:  # far from the budget: the refined prediction decides
-            return None if checked.feasible else (checked.refined_tokens_per_s, need)
+            return None if checked.feasible else (checked.refined_tokens_per_s, need, False)
         pairs.append(checked.pair)
         study.set_user_attr("latency_pairs", [list(p) for p in pairs])
         refit()
-        return checked.measured_tokens_per_s, checked.need
+        return checked.measured_tokens_per_s, checked.need, checked.feasible
 
     return screen
 

@@ -36,8 +36,6 @@ __all__ = ["fully_evaluated", "pareto_front", "verify_front"]
 
 logger = logging.getLogger(__name__)
 
-MAX_PAIRS_FACTOR = 4  # pairs timed at most, as a multiple of ``pairs``, near the budget
-
 
 def _records(study_or_trials, study_attrs: dict[str, Any] | None) -> list[TrialRecord]:
     if isinstance(study_or_trials, optuna.Study):
@@ -107,14 +105,15 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     rest on twice the evidence where this machine's noise (5-10% between runs) could flip
     them. A candidate meets the budget only when the whole 95% interval of its speed-up
     (engine.median_interval of the pairs' ratios) does: while the interval straddles the
-    budget, ``pairs`` more pairs are timed, up to MAX_PAIRS_FACTOR times ``pairs``; one
+    budget, ``pairs`` more pairs are timed, up to engine.MAX_PAIRS_FACTOR times ``pairs``
+    (engine.time_for_verdict); one
     still not shown to meet it leaves the front (a winner measured at 1.52x by verification
     measured 1.47x when the demo timed it again, on a host whose speed-ups move 3-5%
     between runs). ``measure(folder) -> tokens/s of one call`` replaces loading a saved model and
     timing one generation (tests). Candidates already measured (another worker verified
     them) are not measured again.
     """
-    from plsearch.latency.engine import close_call, time_beside
+    from plsearch.latency.engine import time_for_verdict
     from plsearch.search.study import record_measurement
 
     parent = str(parent_dir)
@@ -157,13 +156,9 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
                 unmeasurable.add(r.number)
                 continue
             call = partial(timed, r.candidate_dir)
-            speedup = time_beside(call, parent_call, pairs)
             limits = thresholds(study.user_attrs)
-            if close_call(speedup.speedup, limits):
-                speedup = time_beside(call, parent_call, pairs, before=speedup)
-            while (limits and speedup.low < limits[0] <= speedup.speedup
-                   and speedup.pairs < MAX_PAIRS_FACTOR * pairs):
-                speedup = time_beside(call, parent_call, pairs, before=speedup)
+            speedup = time_for_verdict(call, parent_call, pairs, limits,
+                                       budget=limits[0] if limits else None)
             logger.info("trial %d: %s the parent timed beside it (%d pairs, spread %.1f%%)",
                         r.number, speedup.shown(), speedup.pairs, 100 * speedup.spread)
             record(r.number, speedup)

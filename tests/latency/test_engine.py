@@ -148,6 +148,24 @@ def test_the_median_interval_is_distribution_free_order_statistics():
     assert s.low <= s.speedup <= s.high and "[95% 1.40, 1.60]" in s.shown()
 
 
+def test_a_verdict_near_the_budget_is_timed_until_its_interval_clears_it():
+    from plsearch.latency.engine import MAX_PAIRS_FACTOR, time_for_verdict
+
+    def model(ratios):
+        it = iter(ratios)
+        return lambda: 100.0 * next(it)
+
+    far = time_for_verdict(model([2.0] * 99), lambda: 100.0, 4, [1.5], budget=1.5)
+    assert far.pairs == 4 and far.low == far.speedup == pytest.approx(2.0)
+    close = time_for_verdict(model([1.52] * 99), lambda: 100.0, 4, [1.5], budget=1.5)
+    assert close.pairs == 8 and close.low == pytest.approx(1.52)  # close call: twice
+    noisy = time_for_verdict(model([1.3, 1.7, 1.45, 1.6] * 25), lambda: 100.0, 4, [1.5],
+                             budget=1.5)
+    assert noisy.pairs == MAX_PAIRS_FACTOR * 4 and noisy.low < 1.5 <= noisy.speedup
+    below = time_for_verdict(model([1.3, 1.45] * 50), lambda: 100.0, 4, [], budget=1.5)
+    assert below.pairs == 4 and below.speedup < 1.5  # below it: no longer timing helps
+
+
 def test_a_close_call_is_a_speed_up_within_5_percent_of_a_threshold():
     assert close_call(1.55, [1.5]) and close_call(1.45, [2.0, 1.5])
     assert not close_call(1.6, [1.5]) and not close_call(1.55, []) and not close_call(1.5, [0.0])

@@ -107,13 +107,20 @@ def test_an_arch_measured_below_the_budget_before_the_build_is_never_built(tmp_p
     pipeline = CountingPipeline(SPACE, latency)
     need = 0.5 * latency.tokens_per_s(grid.arch(SMALL))  # predicted to meet it easily
     objective = make_objective(pipeline, grid, SPACE, need, tmp_path / "c",
-                               screen=lambda arch: (need * 0.9, need))  # measured below
+                               screen=lambda arch: (need * 0.9, need, False))  # below
     trial = FixedTrial(SMALL)
     with pytest.raises(optuna.TrialPruned, match="measured below the budget"):
         objective(trial)
     assert pipeline.built == []
     assert trial.user_attrs["feasible"] is False
     assert trial.user_attrs["screened_tokens_per_s"] == pytest.approx(need * 0.9)
+    # measured above the budget but not shown to meet it (its interval reaches below)
+    objective = make_objective(pipeline, grid, SPACE, need, tmp_path / "d",
+                               screen=lambda arch: (need * 1.01, need, False))
+    trial = FixedTrial(SMALL)
+    with pytest.raises(optuna.TrialPruned, match="measured below the budget"):
+        objective(trial)
+    assert pipeline.built == [] and trial.user_attrs["feasible"] is False
 
 
 def test_once_the_time_is_up_the_trial_in_flight_climbs_no_further(tmp_path):

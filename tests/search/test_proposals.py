@@ -91,7 +91,7 @@ def test_a_band_arch_refused_by_the_timing_check_hands_its_place_to_the_next(tmp
     refused = set(band[:2])  # measured below the budget before their build
 
     def screen(arch):
-        return (0.5 * need if arch in refused else 2.0 * need), need
+        return (0.5 * need, need, False) if arch in refused else (2.0 * need, need, True)
 
     sampler = FeasibleSampler(make_sampler("tpe", 0, 8), grid, feasible, seed=0, first=band,
                               first_count=2)
