@@ -591,6 +591,9 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "perplexity": r.perplexity,
             "predicted_tokens_per_s": r.predicted_tokens_per_s,
             "measured_tokens_per_s": r.measured_tokens_per_s,
+            # the low end of its measured speed-up's 95% interval: above the budget, or
+            # the candidate is not shown to meet it
+            "measured_speedup_ci_low": r.measured_speedup_low,
             "dominated_by_measurement": r.dominated_by_measurement,
             "feasible": r.feasible,
             "speed_bin": r.speed_bin,

@@ -201,3 +201,7 @@ def test_a_speed_up_whose_interval_straddles_the_budget_is_timed_longer_and_then
     assert [r.number for r in pareto_front(study)] == [1]
     assert choose_trial(study, best_for="1.5x").number == 1  # shown to meet it
     assert choose_trial(study, best_for="1.3x").number == 0  # its whole interval is above
+    from plsearch.search.run import trial_rows
+
+    rows = {row["number"]: row for row in trial_rows(study)}
+    assert rows[0]["measured_speedup_ci_low"] == pytest.approx(noisy.measured_speedup_low)
