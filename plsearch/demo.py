@@ -108,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         fastest = fastest_measured(out)
         if fastest is None:
             return code
-        _step(f"no saved candidate was measured at the budget {args.budget}; exporting the "
-              f"fastest measured candidate, trial {fastest}, instead")
+        _step(f"no saved candidate was shown by measurement to meet the budget {args.budget} "
+              f"(its speed-up's whole 95% interval above it); exporting the fastest measured "
+              f"candidate, trial {fastest}, instead")
         code = cli(["export", "--run", str(out), "--trial", str(fastest), "--out", str(best)])
         if code:
             return code

@@ -106,11 +106,10 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     them. A candidate meets the budget only when the whole 95% interval of its speed-up
     (engine.median_interval of the pairs' ratios) does: while the interval straddles the
     budget, ``pairs`` more pairs are timed, up to engine.MAX_PAIRS_FACTOR times ``pairs``
-    (engine.time_for_verdict); one
-    still not shown to meet it leaves the front (a winner measured at 1.52x by verification
-    measured 1.47x when the demo timed it again, on a host whose speed-ups move 3-5%
-    between runs). ``measure(folder) -> tokens/s of one call`` replaces loading a saved model and
-    timing one generation (tests). Candidates already measured (another worker verified
+    (engine.time_for_verdict); one still not shown to meet it leaves the front (a winner
+    verified at 1.52x measured 1.47x when the demo timed it again, on a host whose
+    speed-ups move 3-5% between runs). ``measure(folder) -> tokens/s of one call``
+    replaces loading a saved model and timing one generation (tests). Candidates already measured (another worker verified
     them) are not measured again.
     """
     from plsearch.latency.engine import time_for_verdict
