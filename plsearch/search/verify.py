@@ -70,13 +70,12 @@ def measured_need(attrs: dict[str, Any]) -> float | None:
 def misses_budget_measured(r: TrialRecord, attrs: dict[str, Any]) -> bool:
     """Measured end to end below the budget, or not shown to meet it: the lower end of
     its measured speed-up's 95% interval lies below (then it cannot be on the front)."""
-    need = measured_need(attrs)
-    if not need or r.measured_tokens_per_s is None:
+    from plsearch.search.budget import parse_budget
+    from plsearch.search.export import meets_budget  # the one rule, export's --best-for too
+
+    if not measured_need(attrs) or r.measured_tokens_per_s is None:
         return False
-    parent = attrs.get("parent_measured_tokens_per_s")
-    if r.measured_speedup_low is not None and parent:
-        return r.measured_speedup_low * parent < need
-    return r.measured_tokens_per_s < need
+    return not meets_budget(r, parse_budget(attrs["budget"]["spec"]), attrs)
 
 
 def pareto_front(study_or_trials, study_attrs: dict[str, Any] | None = None
