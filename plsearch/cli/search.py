@@ -64,6 +64,10 @@ def register(sub) -> None:
     p.add_argument("--no-screen", dest="screen", action="store_const", const=False,
                    help="do not time archs near the budget before building them (feasibility "
                    "then rests on the predictor alone)")
+    p.add_argument("--headroom", type=float, metavar="FRACTION",
+                   help="build an arch timed near the budget only when its speed clears the "
+                   "budget by this much (0.03: 3%%): verification times it again and must "
+                   "show the budget itself; 0 on a quiet device (default 0.03)")
     p.set_defaults(func=cmd_search)
 
     e = sub.add_parser(
@@ -129,9 +133,10 @@ def _search(args):
 
 
 _REPRODUCE = ("config", "budget", "model", "space", "device_profile", "latency_db", "trials",
-              "timeout", "study", "out", "artifacts", "sampler", "seed")
+              "timeout", "study", "out", "artifacts", "sampler", "seed", "headroom")
 _OPTIONS = ("budget", "model", "space", "device_profile", "latency_db", "trials", "timeout",
-            "storage", "study", "out", "artifacts", "sampler", "seed", "verify", "screen")
+            "storage", "study", "out", "artifacts", "sampler", "seed", "verify", "screen",
+            "headroom")
 
 
 def _option_values(args) -> dict:

@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from plsearch import atomic, distributed
 from plsearch.errors import ConfigError
+from plsearch.latency.screen import DEFAULT_HEADROOM
 from plsearch.search.objective import BAND_WIDTH, built_count
 from plsearch.search.record import TrialRecord
 from plsearch.search.study import warnings_silenced
@@ -85,6 +86,10 @@ class SearchOptions:
     # Time archs near the budget before building them (issue 13); off only where a run must
     # not depend on timings (a 1-rank vs 2-rank comparison).
     screen: bool = True
+    # A screened arch is built only when its measurement clears the budget by this much
+    # (relative; plsearch.latency.screen): verification times it again and must show the
+    # budget itself.
+    headroom: float = DEFAULT_HEADROOM
     command: str = ""
     # Shared storages: seconds between heartbeats, and without one before a trial is
     # declared dead and its arch queued again.
@@ -152,6 +157,9 @@ def plan_search(opts: SearchOptions, latency=None) -> SearchPlan:
         raise ConfigError(f"--trials must be at least 1, got {opts.trials}")
     if opts.timeout is not None and not opts.timeout > 0:
         raise ConfigError(f"--timeout must be a positive number of seconds, got {opts.timeout}")
+    if not 0 <= opts.headroom < 1:
+        raise ConfigError(f"--headroom must be a fraction from 0 to below 1 (0.03: 3%), got "
+                          f"{opts.headroom}")
     if opts.sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {opts.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     budget = parse_budget(opts.budget)
@@ -273,7 +281,8 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         eta = _Eta(study, opts.trials, on_progress)
         objective = make_objective(pipeline, plan.grid, plan.space, plan.need, artifacts,
                                    feasible=plan.feasible, progress=eta.say,
-                                   screen=_screener(plan, study, sampler.narrow, stage)
+                                   screen=_screener(plan, study, sampler.narrow, stage,
+                                                    opts.headroom)
                                    if opts.screen else None,
                                    candidate_meta={
             "parent": attrs["parent"], "parent_arch": plan.parent_arch.to_dict(),
@@ -284,7 +293,9 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
 
         # 4. trials
         stage(f"searching: {opts.trials} candidates, budget {plan.budget.spec} = "
-              f"{plan.need:,.0f} tokens/s predicted (parent {plan.parent_tokens_per_s:,.0f})")
+              f"{plan.need:,.0f} tokens/s predicted (parent {plan.parent_tokens_per_s:,.0f})"
+              + (f"; an arch timed near it is built only when it clears it by "
+                 f"{opts.headroom:.0%} (--headroom)" if opts.screen and opts.headroom else ""))
         eta.start()
         _optimize(study, objective, opts, on_trial, sampler, start=clock)
         distributed.stop_followers(pipeline)
@@ -631,7 +642,8 @@ def _write_json(path: Path, data: Any) -> None:
 NARROW_MARGIN = 0.05  # proposals keep archs the refined predictor puts up to 5% below the budget
 
 
-def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None):
+def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
+              headroom: float = 0.0):
     """Issue 13's pre-build check: near the budget, an arch is timed with random weights
     through the profile's engine (plsearch.latency.screen) and the measurement decides
     (for a relative budget: against the parent's shape timed the same way, in this run).
@@ -688,13 +700,13 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None):
 
     def screen(arch) -> tuple[float, float, bool] | None:
         checked = screen_arch(arch, need, state["latency"], plan.profile, parent_config,
-                              absorbed=absorbed, reference=reference)
+                              absorbed=absorbed, reference=reference, headroom=headroom)
         if checked.pair is None:  # far from the budget: the refined prediction decides
             return None if checked.feasible else (checked.refined_tokens_per_s, need, False)
         pairs.append(checked.pair)
         study.set_user_attr("latency_pairs", [list(p) for p in pairs])
         refit()
-        return checked.measured_tokens_per_s, checked.need, checked.feasible
+        return checked.measured_tokens_per_s, checked.bar, checked.feasible
 
     return screen
 

@@ -53,6 +53,7 @@ FILE_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
     "seed": ("seed", (int,)),
     "verify": ("verify", (bool,)),
     "screen": ("screen", (bool,)),
+    "headroom": ("headroom", (int, float)),
 }
 # Not carried from a run.json into its replay: they name where the original lives.
 _NOT_REPLAYED = ("out", "storage", "study", "artifacts")

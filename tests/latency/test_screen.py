@@ -37,13 +37,14 @@ def config():
 def test_an_arch_near_the_budget_is_measured_and_the_measurement_decides(latency, config):
     arch = get_family(config).arch_from_config(config).replace(num_hidden_layers=1)
     near = 1e9  # every arch counts as near the budget
-    slow = screen_arch(arch, 1e12, latency, PROFILE, config, margin=near, repeats=1)
+    slow = screen_arch(arch, 1e12, latency, PROFILE, config, margin=near, pairs=2)
     assert slow.measured_tokens_per_s > 0 and not slow.feasible
     assert slow.pair == (slow.predicted_tokens_per_s, slow.measured_tokens_per_s)
     assert "measured" in slow.reason and "< budget" in slow.reason
     fast = screen_arch(arch, slow.measured_tokens_per_s / 100, latency, PROFILE, config,
-                       margin=near, repeats=1, absorbed=True)
+                       margin=near, pairs=2, absorbed=True)
     assert fast.feasible and fast.measured_tokens_per_s is not None
+    assert fast.low <= fast.measured_tokens_per_s
 
 
 def test_far_from_the_budget_or_without_the_device_the_prediction_decides(latency, config):
@@ -78,7 +79,35 @@ def test_a_relative_budget_times_the_parent_beside_the_arch(latency, config):
                          reference=(parent, 1e9))
     assert beside.feasible and beside.need == 0.5e9
     assert beside.measured_tokens_per_s > 0.5e9
-    assert "the parent timed beside it, 3 pairs" in beside.reason
+    assert "3 pairs; " in beside.reason and "the parent timed beside it" in beside.reason
     # Timed alone, the arch reads this machine's raw tokens/s: the same budget refuses it.
-    fixed = screen_arch(arch, 0.5e9, latency, PROFILE, config, margin=near, repeats=1)
+    fixed = screen_arch(arch, 0.5e9, latency, PROFILE, config, margin=near, pairs=2)
     assert not fixed.feasible and fixed.measured_tokens_per_s < 0.5e9
+
+
+def test_an_arch_is_built_only_when_its_whole_interval_clears_the_budget_with_headroom(
+        latency, config):
+    """Verification times the trained candidate again and must show the budget itself; an
+    arch that only just clears it at the screen is not built."""
+    family = get_family(config)
+    parent = family.arch_from_config(config)
+    arch = parent.replace(num_hidden_layers=1)
+    near, then = 1e9, 1000.0  # the parent's tokens/s when the budget was set
+    first = screen_arch(arch, then, latency, PROFILE, config, margin=near, pairs=6,
+                        reference=(parent, then))
+    assert first.low is not None and first.low <= first.measured_tokens_per_s
+    assert first.feasible == (first.low >= first.need) and first.bar == first.need
+    # A budget a tenth of what the arch measured: cleared with no headroom, refused with a
+    # bar 100 times the budget (10 times what it measured).
+    need = first.measured_tokens_per_s / 10
+    for reference in ((parent, then), None):  # a relative budget, then an absolute one
+        plain = screen_arch(arch, need, latency, PROFILE, config, margin=near, pairs=6,
+                            reference=reference)
+        assert plain.feasible and plain.low >= need and plain.headroom == 0
+        spare = screen_arch(arch, need, latency, PROFILE, config, margin=near, pairs=6,
+                            reference=reference, headroom=99)
+        assert spare.bar == pytest.approx(need * 100)
+        assert not spare.feasible and spare.low < spare.bar
+        assert "+ 9900% headroom" in spare.reason and "< budget" in spare.reason
+        assert spare.pair == (spare.predicted_tokens_per_s, spare.measured_tokens_per_s)
+    assert "calls" in spare.reason and "beside" not in spare.reason  # timed alone

@@ -43,3 +43,20 @@ def test_a_space_name_cannot_move_the_run_folder_out_of_reports(tiny_dir, tmp_pa
                          pipeline_factory=fake_pipeline)
     assert summary.run_dir.resolve().parent == (work / "reports").resolve()
     assert not (tmp_path / "evil").exists() and not (tmp_path / "a" / "evil").exists()
+
+
+@pytest.mark.parametrize("headroom", ["-0.01", "1", "3%"])
+def test_a_headroom_must_be_a_fraction(tiny_dir, tmp_path, headroom, capsys):
+    from plsearch.cli import main
+
+    out = tmp_path / "run"
+    try:  # "3%" is argparse's to refuse (SystemExit), the range plan_search's
+        code = main(["search", "--budget", "1.3x", "--model", str(tiny_dir["model"]),
+                     "--space", str(tiny_dir["space"]), "--device-profile",
+                     str(tiny_dir["profile"]), "--run", str(out), "--headroom", headroom])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--headroom" in err
+    assert not out.exists()
