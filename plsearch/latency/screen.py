@@ -22,6 +22,7 @@ DEFAULT_HEADROOM; 0 on a quiet device.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from plsearch.arch import ArchConfig
 from plsearch.config import DeviceProfile
@@ -70,7 +71,8 @@ class Screen:
 def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, parent_config,
                 *, margin: float = 0.15, pairs: int = 8, seed: int = 0, absorbed: bool = False,
                 headroom: float = 0.0,
-                reference: tuple[ArchConfig, float] | None = None) -> Screen:
+                reference: tuple[ArchConfig, float] | None = None,
+                parent_dir: Path | None = None) -> Screen:
     """Is ``arch`` fast enough for ``need`` tokens/s? Measured when near the budget.
 
     ``margin`` 0.15: the whole budget band (archs predicted at most 15% above the budget,
@@ -83,6 +85,11 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     relative budget: the
     arch is timed beside the parent, one call each in turn, and measured as its speed-up
     times ``parent_then``: a slow spell of the machine slows both sides of a pair alike.
+    ``parent_dir``: the parent is loaded from there, what verification times the candidate
+    beside (else random weights of its shape: a model loaded from its safetensors ran 2-4%
+    faster than one of random weights allocated in place on the AMD VM, and speed-ups
+    timed beside the latter measured 2.9% higher (median of 10 band archs) than
+    verification's; bench/screen_headroom.py).
     Without it (an absolute budget) the arch's calls are timed alone. Either way ``pairs``
     calls of it (as many again within 5% of the bar; more while the 95% interval
     straddles the bar: engine.time_for_verdict), and it meets the budget only when the
@@ -108,14 +115,19 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     timer = local_timer(profile)
 
     def calls_of(a: ArchConfig, ab: bool = False):
-        model = random_arch_model(a, parent_config, profile, timer, seed=seed, absorbed=ab)
+        if a is None:  # the parent loaded as verification loads it (verify._FolderCalls)
+            from plsearch.models import load_model
+
+            model = load_model(parent_dir)[0]
+        else:
+            model = random_arch_model(a, parent_config, profile, timer, seed=seed, absorbed=ab)
         return call_timer(model, profile, seed=seed, timer=timer)
 
     if reference is None:  # timed beside a constant 1 tok/s: the ratios are its tokens/s
         scale, versus = 1.0, (lambda: 1.0)
     else:
         parent_arch, scale = reference
-        versus = calls_of(parent_arch)
+        versus = calls_of(None if parent_dir is not None else parent_arch)
     speedup = time_for_verdict(calls_of(arch, absorbed), versus, pairs, [bar / scale],
                                budget=bar / scale)
     del versus  # the models go with their calls

@@ -655,10 +655,10 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
     latency = plan.latency
     if not getattr(latency, "local", False) or not hasattr(latency, "with_correction"):
         return None
-    from plsearch.latency.engine import measure_arch
+    from plsearch.latency.engine import measure_model
     from plsearch.latency.refine import fit_correction
     from plsearch.latency.screen import screen_arch
-    from plsearch.models import read_config
+    from plsearch.models import load_model, read_config
 
     parent_config = read_config(plan.model_dir)
     absorbed = plan.space.recipe == "pangu"  # pangu exports the absorbed model type
@@ -666,11 +666,12 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
     need = plan.need
     if plan.budget.kind == "relative":
         # A relative budget is checked against the parent timed the same way, now: a busy
-        # machine or an engine the table misses slows both alike.
+        # machine or an engine the table misses slows both alike. The parent as
+        # verification times it: loaded from its folder.
         parent_measured = study.user_attrs.get("screen_parent_tokens_per_s")
         if parent_measured is None:
-            parent_measured = measure_arch(plan.parent_arch, parent_config, plan.profile,
-                                           repeats=3).tokens_per_s
+            parent_measured = measure_model(load_model(plan.model_dir)[0], plan.profile,
+                                            repeats=3).tokens_per_s
             study.set_user_attr("screen_parent_tokens_per_s", parent_measured)
             pairs.append((plan.parent_tokens_per_s, parent_measured))
             study.set_user_attr("latency_pairs", [list(p) for p in pairs])
@@ -700,7 +701,8 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
 
     def screen(arch) -> tuple[float, float, bool] | None:
         checked = screen_arch(arch, need, state["latency"], plan.profile, parent_config,
-                              absorbed=absorbed, reference=reference, headroom=headroom)
+                              absorbed=absorbed, reference=reference, headroom=headroom,
+                              parent_dir=plan.model_dir)
         if checked.pair is None:  # far from the budget: the refined prediction decides
             return None if checked.feasible else (checked.refined_tokens_per_s, need, False)
         pairs.append(checked.pair)

@@ -9,6 +9,7 @@ import pytest
 from latency_synthetic import synthetic_rows
 
 from plsearch.config import Alignment, DeviceProfile, Workload
+from plsearch.errors import ModelLoadError
 from plsearch.families import get_family
 from plsearch.families.testing import tiny_config
 from plsearch.latency.lookup import Latency
@@ -111,3 +112,21 @@ def test_an_arch_is_built_only_when_its_whole_interval_clears_the_budget_with_he
         assert "+ 9900% headroom" in spare.reason and "< budget" in spare.reason
         assert spare.pair == (spare.predicted_tokens_per_s, spare.measured_tokens_per_s)
     assert "calls" in spare.reason and "beside" not in spare.reason  # timed alone
+
+
+def test_the_parent_is_timed_as_verification_loads_it(latency, config, tmp_path):
+    """Speed-ups timed beside random weights of the parent's shape read 2.9% higher than
+    verification's, beside the parent loaded from its folder: the screen loads it too."""
+    family = get_family(config)
+    parent = family.arch_from_config(config)
+    folder = tmp_path / "parent"
+    family.build_model(config).save_pretrained(folder)
+    arch = parent.replace(num_hidden_layers=1)
+    near, then = 1e9, 1000.0
+    loaded = screen_arch(arch, then / 100, latency, PROFILE, config, margin=near, pairs=2,
+                         reference=(parent, then), parent_dir=folder)
+    assert loaded.feasible and loaded.measured_tokens_per_s > 0
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="empty has no config.json"):
+        screen_arch(arch, then / 100, latency, PROFILE, config, margin=near, pairs=2,
+                    reference=(parent, then), parent_dir=tmp_path / "empty")
