@@ -86,10 +86,11 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     arch is timed beside the parent, one call each in turn, and measured as its speed-up
     times ``parent_then``: a slow spell of the machine slows both sides of a pair alike.
     ``parent_dir``: the parent is loaded from there, what verification times the candidate
-    beside (else random weights of its shape: a model loaded from its safetensors ran 2-4%
-    faster than one of random weights allocated in place on the AMD VM, and speed-ups
-    timed beside the latter measured 2.9% higher (median of 10 band archs) than
-    verification's; bench/screen_headroom.py).
+    beside (else random weights of its shape). On the AMD VM the built-in parent loaded
+    from its folder ran 3.8% [95% 1.2, 5.5] faster than random weights of its shape
+    allocated in place, and those same random weights saved and loaded again 2.8% [0.1,
+    4.9] faster (20 rounds each): how a model's memory was filled moves its time. Beside
+    the loaded parent the screen times the reference verification will.
     Without it (an absolute budget) the arch's calls are timed alone. Either way ``pairs``
     calls of it (as many again within 5% of the bar; more while the 95% interval
     straddles the bar: engine.time_for_verdict), and it meets the budget only when the
