@@ -66,8 +66,9 @@ def register(sub) -> None:
                    "then rests on the predictor alone)")
     p.add_argument("--headroom", type=float, metavar="FRACTION",
                    help="build an arch timed near the budget only when its speed clears the "
-                   "budget by this much (0.03: 3%%): verification times it again and must "
-                   "show the budget itself; 0 on a quiet device (default 0.03)")
+                   "budget by this much (0.03: 3%%), since verification times it again and "
+                   "must show the budget itself; fewer archs near the budget get built "
+                   "(default 0)")
     p.set_defaults(func=cmd_search)
 
     e = sub.add_parser(

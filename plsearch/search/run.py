@@ -37,7 +37,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from plsearch import atomic, distributed
 from plsearch.errors import ConfigError
-from plsearch.latency.screen import DEFAULT_HEADROOM
 from plsearch.search.objective import BAND_WIDTH, built_count
 from plsearch.search.record import TrialRecord
 from plsearch.search.study import warnings_silenced
@@ -88,8 +87,8 @@ class SearchOptions:
     screen: bool = True
     # A screened arch is built only when its measurement clears the budget by this much
     # (relative; plsearch.latency.screen): verification times it again and must show the
-    # budget itself.
-    headroom: float = DEFAULT_HEADROOM
+    # budget itself. 0: most of the budget band lies within a few % of the budget.
+    headroom: float = 0.0
     command: str = ""
     # Shared storages: seconds between heartbeats, and without one before a trial is
     # declared dead and its arch queued again.
