@@ -42,7 +42,7 @@ class Screen:
     refined_tokens_per_s: float  # after the latency's residual correction
     measured_tokens_per_s: float | None  # random weights through the engine; None: not timed
     need: float  # the budget in tokens/s
-    feasible: bool  # the speed that decides (measured when timed) clears bar
+    feasible: bool  # the speed that decides (measured when timed) clears ``bar``
     reason: str  # one line for the trial's record
     # the low end of the measurement's 95% interval, in tokens/s; None: not timed
     low: float | None = None
@@ -115,22 +115,24 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     bar = need * (1 + headroom)
     timer = local_timer(profile)
 
-    def calls_of(a: ArchConfig, ab: bool = False):
-        if a is None:  # the parent loaded as verification loads it (verify._FolderCalls)
-            from plsearch.models import load_model
+    def random_model(a: ArchConfig, ab: bool = False):
+        return random_arch_model(a, parent_config, profile, timer, seed=seed, absorbed=ab)
 
-            model = load_model(parent_dir)[0]
-        else:
-            model = random_arch_model(a, parent_config, profile, timer, seed=seed, absorbed=ab)
+    def calls_of(model):
         return call_timer(model, profile, seed=seed, timer=timer)
 
     if reference is None:  # timed beside a constant 1 tok/s: the ratios are its tokens/s
         scale, versus = 1.0, (lambda: 1.0)
     else:
         parent_arch, scale = reference
-        versus = calls_of(None if parent_dir is not None else parent_arch)
-    speedup = time_for_verdict(calls_of(arch, absorbed), versus, pairs, [bar / scale],
-                               budget=bar / scale)
+        if parent_dir is not None:  # loaded as verification loads it (verify._FolderCalls)
+            from plsearch.models import load_model
+
+            versus = calls_of(load_model(parent_dir)[0])
+        else:
+            versus = calls_of(random_model(parent_arch))
+    speedup = time_for_verdict(calls_of(random_model(arch, absorbed)), versus, pairs,
+                               [bar / scale], budget=bar / scale)
     del versus  # the models go with their calls
     measured, low = speedup.speedup * scale, speedup.low * scale
     feasible = low >= bar  # the whole 95% interval
@@ -140,7 +142,8 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     spare = f" + {headroom:.0%} headroom = {bar:.1f}" if headroom else ""
     verdict = ">=" if feasible else ("< (its 95% interval reaches below)" if measured >= bar
                                      else "<")
+    timed = f"{speedup.pairs} {'pairs' if reference else 'calls'}"
     return Screen(predicted, refined, measured, need, feasible,
                   f"measured {measured:.1f} tok/s [95% from {low:.1f}] {verdict} budget "
                   f"{need:.1f}{spare} (predicted {refined:.1f}; random weights through "
-                  f"{profile.engine}, {speedup.pairs} {'pairs' if reference else 'calls'}{beside})", low=low, headroom=headroom)
+                  f"{profile.engine}, {timed}{beside})", low=low, headroom=headroom)

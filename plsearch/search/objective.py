@@ -167,9 +167,10 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
     computed from the grid when not given. ``progress(message)`` hears every stage of a
     trial (build, each KD step, each task). ``screen(arch)`` measures an arch before it is
     built (random weights through the device profile's engine) and returns (measured
-    tokens/s, the bar it must clear: the budget timed the same way, with its headroom,
-    whether the measurement shows the arch clears it), or None when it does not measure (far from the budget): an arch not shown to meet
-    the budget is recorded infeasible with that speed and pruned, never built. With ``max_built``, a feasible trial that finds that many
+    tokens/s, the bar it must clear: the budget timed the same way, plus any headroom,
+    whether the measurement shows the arch clears it), or None when it does not measure
+    (far from the budget): an arch not shown to clear it is recorded infeasible with that
+    speed and pruned, never built. With ``max_built``, a feasible trial that finds that many
     candidates already built or being built by earlier trials (another worker won the race
     for the last one) is not built: it records ``surplus`` and is pruned. ``stop()`` true
     (the search's --timeout has passed) ends the ladder of the trial in flight at the rung
@@ -220,8 +221,8 @@ def make_objective(pipeline: Pipeline, grid: SearchGrid, space: SearchSpace,
             if not meets:
                 save(feasible=False, seconds=took())
                 logger.warning("trial %d: %s at %.0f tokens/s, not shown to clear %.0f (the "
-                               "budget with the screen's headroom) before the build (timed "
-                               "with random weights near the budget, else the refined "
+                               "budget, plus any --headroom) before the build (timed with "
+                               "random weights near the budget, else the refined "
                                "prediction); not built",
                                trial.number, arch, measured, threshold)
                 raise optuna.TrialPruned("measured below the budget (or not shown to meet it): "
