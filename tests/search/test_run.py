@@ -213,3 +213,34 @@ def test_the_refinement_puts_screen_and_verification_measurements_on_one_scale()
     assert report["median_signed_before"] == pytest.approx(100.0 / 80.0 - 1.0)
     study.set_user_attr("parent_measured_tokens_per_s", 100.0)
     assert _refinement(study)["median_signed_before"] == pytest.approx(0.0)
+
+
+def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom(tiny_dir):
+    """SearchOptions.headroom reaches the screen: its bar is the budget, timed beside the
+    parent loaded from its folder, times 1 + headroom."""
+    import math
+
+    from plsearch.config import load_device_profile
+    from plsearch.latency.refine import fit_correction
+    from plsearch.search.budget import parse_budget
+    from plsearch.search.pipeline import load_latency
+    from plsearch.search.run import _screener, plan_search
+
+    opts = SearchOptions(budget=tiny_dir["budget"], model=str(tiny_dir["model"]),
+                         space=str(tiny_dir["space"]), device_profile=str(tiny_dir["profile"]),
+                         headroom=0.5)
+    latency = load_latency(load_device_profile(tiny_dir["profile"]), tiny_dir["table"])
+    plan = plan_search(opts, latency=latency)
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    screen = _screener(plan, study, headroom=opts.headroom)
+    then = study.user_attrs["screen_parent_tokens_per_s"]  # the loaded parent, timed now
+    assert then > 0
+    need = parse_budget(opts.budget).value * then
+    # the arch the screen's refined predictor puts closest to the budget: timed, not predicted
+    refined = latency.with_correction(fit_correction(study.user_attrs["latency_pairs"]))
+    near = min(plan.grid.archs(),
+               key=lambda a: abs(math.log(refined.tokens_per_s(a, plan.profile) / need)))
+    measured, bar, meets = screen(near)
+    assert bar == pytest.approx(need * 1.5)
+    assert not meets or measured >= bar  # cleared only at or above the bar
+    assert len(study.user_attrs["latency_pairs"]) == 2  # the parent's and this arch's
