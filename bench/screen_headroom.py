@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         random_arch_model,
         time_for_verdict,
     )
-    from plsearch.latency.lookup import Latency
+    from plsearch.latency.lookup import Latency, measured_tables
     from plsearch.latency.predictor import fit_predictor
     from plsearch.latency.screen import screen_arch
     from plsearch.latency.table import read_table
     from plsearch.models import load_model, read_config, resolve_model_dir
+    from plsearch.search.objective import BAND_WIDTH
     from plsearch.search.space import load_space
 
     start = time.monotonic()
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     # A cpu table (the shipped one) only picks the archs; every verdict below is measured
     # here. Its speed-ups are first scaled to this machine's by --calibrate archs screened
     # here (from the band it predicts; a table of another CPU can be 10% off).
-    table = min((Path(__file__).resolve().parents[1] / "latency_db").glob("cpu-*.csv"))
+    table = measured_tables("cpu")[0]
     latency = Latency(predictor=fit_predictor(read_table(table)), table_path=table,
                       fingerprint={}, local=True, validation={}, absorbed=True)
     parent_speed = latency.predicted_tokens_per_s(parent_arch, profile)
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     for arch in archs:  # as verify_front: 10 pairs; more near the budget and the band's top
         model = random_arch_model(arch, config, profile, timer, absorbed=True)
         v = time_for_verdict(call_timer(model, profile, timer=timer), parent_call, 10,
-                             [b, b * 1.15], budget=b)
+                             [b, b * (1 + BAND_WIDTH)], budget=b)
         verified.append(v)
         print(f"  verified {arch}: {v.shown()} ({v.pairs} pairs)", flush=True)
         del model
