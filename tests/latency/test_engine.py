@@ -164,6 +164,9 @@ def test_a_verdict_near_the_budget_is_timed_until_its_interval_clears_it():
     assert noisy.pairs == MAX_PAIRS_FACTOR * 4 and noisy.low < 1.5 <= noisy.speedup
     below = time_for_verdict(model([1.3, 1.45] * 50), lambda: 100.0, 4, [], budget=1.5)
     assert below.pairs == 4 and below.speedup < 1.5  # below it: no longer timing helps
+    capped = time_for_verdict(model([1.3, 1.7, 1.45, 1.6] * 25), lambda: 100.0, 4, [1.5],
+                              budget=1.5, max_pairs=22)
+    assert capped.pairs == 22  # max_pairs, even where it is not a multiple of ``pairs``
 
 
 def test_a_close_call_is_a_speed_up_within_5_percent_of_a_threshold():

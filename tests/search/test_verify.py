@@ -173,7 +173,7 @@ def test_a_speed_up_close_to_the_budget_is_timed_over_twice_the_pairs(tmp_path, 
 
 def test_a_speed_up_whose_interval_straddles_the_budget_is_timed_longer_and_then_left_off(
         tmp_path):
-    from plsearch.latency.engine import MAX_PAIRS_FACTOR
+    from plsearch.search.verify import MAX_PAIRS_FACTOR
 
     # trial 0: the most accurate, its speed-ups spread 1.35-1.70x around a median above
     # 1.5x; trial 1: steady at 1.52x
