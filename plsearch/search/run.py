@@ -638,7 +638,9 @@ def _write_json(path: Path, data: Any) -> None:
     atomic.write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
-NARROW_MARGIN = 0.05  # proposals keep archs the refined predictor puts up to 5% below the budget
+# proposals keep archs the refined predictor puts up to 5% below the screen's bar (the
+# budget times 1 + --headroom)
+NARROW_MARGIN = 0.05
 
 
 def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
@@ -649,7 +651,8 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
     Each measurement is a (predicted, measured) pair in the study's ``latency_pairs``; the
     check's predictor is refined on them as they come (plsearch.latency.refine), and
     ``narrow(keep)`` (FeasibleSampler.narrow) then leaves out of the proposals the archs
-    the refined predictor puts more than 5% below the budget. None when the device is not
+    the refined predictor puts more than 5% below the bar (the budget times 1 +
+    ``headroom``): with a headroom, archs the screen would only refuse are not timed. None when the device is not
     here or the latency is a stand-in (tests)."""
     latency = plan.latency
     if not getattr(latency, "local", False) or not hasattr(latency, "with_correction"):
@@ -683,8 +686,9 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
             return
         refined = state["latency"]
 
-        def keep(arch) -> bool:
-            return refined.tokens_per_s(arch, plan.profile) >= need * (1 - NARROW_MARGIN)
+        def keep(arch) -> bool:  # what the screen could clear: the bar, less the margin
+            return (refined.tokens_per_s(arch, plan.profile)
+                    >= need * (1 + headroom) * (1 - NARROW_MARGIN))
 
         left = narrow(keep)
         if stage is not None:

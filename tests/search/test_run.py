@@ -224,7 +224,7 @@ def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom
     from plsearch.latency.refine import fit_correction
     from plsearch.search.budget import parse_budget
     from plsearch.search.pipeline import load_latency
-    from plsearch.search.run import _screener, plan_search
+    from plsearch.search.run import NARROW_MARGIN, _screener, plan_search
 
     opts = SearchOptions(budget=tiny_dir["budget"], model=str(tiny_dir["model"]),
                          space=str(tiny_dir["space"]), device_profile=str(tiny_dir["profile"]),
@@ -232,7 +232,9 @@ def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom
     latency = load_latency(load_device_profile(tiny_dir["profile"]), tiny_dir["table"])
     plan = plan_search(opts, latency=latency)
     study = optuna.create_study(directions=["maximize", "maximize"])
-    screen = _screener(plan, study, headroom=opts.headroom)
+    kept = []  # the proposals' filter after each refit (FeasibleSampler.narrow's ``keep``)
+    screen = _screener(plan, study, narrow=lambda keep: kept.append(keep) or 1,
+                       headroom=opts.headroom)
     then = study.user_attrs["screen_parent_tokens_per_s"]  # the loaded parent, timed now
     assert then > 0
     need = parse_budget(opts.budget).value * then
@@ -247,3 +249,10 @@ def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom
     assert bar == pytest.approx(need * 1.5)
     assert not meets or measured >= bar  # cleared only at or above the bar
     assert len(study.user_attrs["latency_pairs"]) == 2  # the parent's and this arch's
+    # the proposals follow the bar, not the budget: archs the refined predictor puts at
+    # the budget or a little above are left out; those within 5% below the bar stay
+    refined = plan.latency.with_correction(fit_correction(study.user_attrs["latency_pairs"]))
+    speed = {a: refined.tokens_per_s(a, plan.profile) for a in plan.grid.archs()}
+    at_budget = [a for a in speed if need <= speed[a] < need * 1.2]
+    assert len(kept) == 2 and at_budget and not any(kept[-1](a) for a in at_budget)
+    assert all(kept[-1](a) == (speed[a] >= bar * (1 - NARROW_MARGIN)) for a in speed)
