@@ -310,18 +310,20 @@ MAX_PAIRS_FACTOR = 4  # pairs timed at most, as a multiple of ``pairs``, near th
 
 def time_for_verdict(timed: Callable[[], float], reference: Callable[[], float], pairs: int,
                      limits: Sequence[float], budget: float | None = None,
-                     max_pairs: int | None = None) -> SpeedUp:
+                     max_pairs: int | None = None, below_too: bool = False) -> SpeedUp:
     """time_beside over ``pairs`` pairs; as many again when the speed-up is a close call to
     one of ``limits`` (where a verdict turns); then, while its 95% interval straddles
     ``budget`` (a speed-up; the verdict "meets the budget" needs the whole interval above
-    it), ``pairs`` more at a time, up to ``max_pairs`` in all (default MAX_PAIRS_FACTOR
-    times ``pairs``)."""
+    it) with the median at or above it, ``pairs`` more at a time, up to ``max_pairs`` in
+    all (default MAX_PAIRS_FACTOR times ``pairs``). ``below_too``: with the median below
+    the budget too (a final verdict, where one slow spell must not refuse a model whose
+    interval reaches the budget; the pre-build screen refuses such an arch at once)."""
     cap = MAX_PAIRS_FACTOR * pairs if max_pairs is None else max_pairs
     speedup = time_beside(timed, reference, pairs)
     if close_call(speedup.speedup, limits):
         speedup = time_beside(timed, reference, pairs, before=speedup)
-    while (budget is not None and speedup.low < budget <= speedup.speedup
-           and speedup.pairs < cap):
+    while (budget is not None and speedup.pairs < cap
+           and speedup.low < budget <= (speedup.high if below_too else speedup.speedup)):
         speedup = time_beside(timed, reference, min(pairs, cap - speedup.pairs),
                               before=speedup)
     return speedup

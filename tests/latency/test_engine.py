@@ -167,6 +167,14 @@ def test_a_verdict_near_the_budget_is_timed_until_its_interval_clears_it():
     capped = time_for_verdict(model([1.3, 1.7, 1.45, 1.6] * 25), lambda: 100.0, 4, [1.5],
                               budget=1.5, max_pairs=22)
     assert capped.pairs == 22  # max_pairs, even where it is not a multiple of ``pairs``
+    # a median below the budget with the interval reaching it: refused at once (the screen),
+    # or timed on while the interval straddles it (below_too: verification)
+    ratios = [1.3, 1.6, 1.4, 1.45, 1.35, 1.52, 1.42, 1.38] * 20
+    at_once = time_for_verdict(model(ratios), lambda: 100.0, 4, [], budget=1.5)
+    assert at_once.pairs == 4 and at_once.low < at_once.speedup < 1.5 <= at_once.high
+    settled = time_for_verdict(model(ratios), lambda: 100.0, 4, [], budget=1.5,
+                               below_too=True)
+    assert settled.pairs > 4 and (settled.high < 1.5 or settled.pairs == MAX_PAIRS_FACTOR * 4)
 
 
 def test_a_close_call_is_a_speed_up_within_5_percent_of_a_threshold():

@@ -171,6 +171,28 @@ def test_a_speed_up_close_to_the_budget_is_timed_over_twice_the_pairs(tmp_path, 
     assert summary["candidates"][0]["measured_tokens_per_s"] == pytest.approx(speed)
 
 
+def test_a_slow_start_below_the_budget_is_timed_on_while_its_interval_reaches_it(tmp_path):
+    # its first 10 pairs read 1.39x, with the interval reaching 1.55x (a slow spell); the
+    # rest 1.65x: timed on until the interval clears 1.5x, and it stays on the front
+    study = _study(tmp_path, [(0.6, 160.0)])
+    study.set_user_attr("budget", {"spec": "1.5x", "tokens_per_s": 150.0})
+    slow = [130.0, 155.0, 135.0, 152.0, 138.0, 158.0, 140.0, 132.0, 142.0, 136.0]
+    calls = {"trial-0": 0, "parent": 0}
+
+    def measure(folder: str) -> float:
+        name = folder.rsplit("/", 1)[-1]
+        calls[name] += 1
+        if name == "trial-0":
+            return slow[calls[name] - 1] if calls[name] <= len(slow) else 165.0
+        return 100.0
+
+    summary = verify_front(study, profile=None, parent_dir=tmp_path / "parent",
+                           measure=measure, pairs=10)
+    record = TrialRecord.from_trial(study.get_trials()[0], study.user_attrs)
+    assert 10 < calls["trial-0"] <= 80 and record.measured_speedup_low >= 1.5
+    assert summary["front"] == [0] and summary["missed_budget_measured"] == []
+
+
 def test_a_speed_up_whose_interval_straddles_the_budget_is_timed_longer_and_then_left_off(
         tmp_path):
     from plsearch.search.verify import MAX_PAIRS_FACTOR
