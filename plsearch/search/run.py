@@ -26,6 +26,7 @@ import logging
 import math
 import random
 import re
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -638,9 +639,11 @@ def _write_json(path: Path, data: Any) -> None:
     atomic.write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
-# proposals keep archs the refined predictor puts up to 5% below the screen's bar (the
-# budget times 1 + --headroom)
-NARROW_MARGIN = 0.05
+def _clearing_speed(bar: float, widths: list[float]) -> float:
+    """The speed an arch needs for the screen to be likely to clear ``bar``: the bar over
+    1 - w, w the median relative width below the median (1 - low / measured) of the 95%
+    intervals the screens measured so far (the bar itself before any)."""
+    return bar / (1 - statistics.median(widths)) if widths else bar
 
 
 def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
@@ -651,9 +654,14 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
     Each measurement is a (predicted, measured) pair in the study's ``latency_pairs``; the
     check's predictor is refined on them as they come (plsearch.latency.refine), and
     ``narrow(keep)`` (FeasibleSampler.narrow) then leaves out of the proposals the archs
-    the refined predictor puts more than 5% below the bar (the budget times 1 +
-    ``headroom``): with a headroom, archs the screen would only refuse are not timed. None when the device is not
-    here or the latency is a stand-in (tests)."""
+    the screen is unlikely to clear: those the refined predictor puts below the bar (the
+    budget times 1 + ``headroom``) divided by 1 - w, w the median width below the median
+    of the screens' 95% intervals (``screen_widths``; _clearing_speed). A screen clears an
+    arch only when the low end of its interval does: one predicted at the bar is timed,
+    and refused, for nothing (the built-in parent's demo on a 2-vCPU VM refused its first
+    6 band archs, 23-85 s each, refined predictions 2.7% below to 1.4% above the bar;
+    that was 320 s of its 15 minutes). When that leaves no arch, the bar alone decides. None when the device is not here or the
+    latency is a stand-in (tests)."""
     latency = plan.latency
     if not getattr(latency, "local", False) or not hasattr(latency, "with_correction"):
         return None
@@ -679,21 +687,25 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
             study.set_user_attr("latency_pairs", [list(p) for p in pairs])
         need = plan.budget.value * parent_measured
     state = {"latency": latency}
+    widths = list(study.user_attrs.get("screen_widths", []))
 
     def refit() -> None:
         state["latency"] = latency.with_correction(fit_correction(pairs))
         if narrow is None:
             return
         refined = state["latency"]
-
-        def keep(arch) -> bool:  # what the screen could clear: the bar, less the margin
-            return (refined.tokens_per_s(arch, plan.profile)
-                    >= need * (1 + headroom) * (1 - NARROW_MARGIN))
-
-        left = narrow(keep)
+        bar = need * (1 + headroom)
+        speed = _clearing_speed(bar, widths)
+        left = narrow(lambda arch: refined.tokens_per_s(arch, plan.profile) >= speed)
+        if not left and speed > bar:
+            speed = bar
+            left = narrow(lambda arch: refined.tokens_per_s(arch, plan.profile) >= bar)
         if stage is not None:
             stage(f"latency correction refitted on {len(pairs)} measurements: {left:,} "
-                  "archs left to propose" if left else
+                  f"archs predicted at {speed:,.0f} tokens/s or more left to propose"
+                  + (f" (the bar {bar:,.0f} over 1 - {1 - bar / speed:.1%}, the screens' "
+                     "median interval width below their median)" if speed > bar else "")
+                  if left else
                   "no arch of the space meets the budget as measured; stopping")
 
     if pairs:
@@ -710,6 +722,8 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
             return None if checked.feasible else (checked.refined_tokens_per_s, need, False)
         pairs.append(checked.pair)
         study.set_user_attr("latency_pairs", [list(p) for p in pairs])
+        widths.append(1 - checked.low / checked.measured_tokens_per_s)
+        study.set_user_attr("screen_widths", widths)
         refit()
         return checked.measured_tokens_per_s, checked.bar, checked.feasible
 

@@ -224,7 +224,7 @@ def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom
     from plsearch.latency.refine import fit_correction
     from plsearch.search.budget import parse_budget
     from plsearch.search.pipeline import load_latency
-    from plsearch.search.run import NARROW_MARGIN, _screener, plan_search
+    from plsearch.search.run import _clearing_speed, _screener, plan_search
 
     opts = SearchOptions(budget=tiny_dir["budget"], model=str(tiny_dir["model"]),
                          space=str(tiny_dir["space"]), device_profile=str(tiny_dir["profile"]),
@@ -233,8 +233,12 @@ def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom
     plan = plan_search(opts, latency=latency)
     study = optuna.create_study(directions=["maximize", "maximize"])
     kept = []  # the proposals' filter after each refit (FeasibleSampler.narrow's ``keep``)
-    screen = _screener(plan, study, narrow=lambda keep: kept.append(keep) or 1,
-                       headroom=opts.headroom)
+
+    def narrow(keep) -> int:
+        kept.append(keep)
+        return sum(map(keep, plan.grid.archs()))
+
+    screen = _screener(plan, study, narrow=narrow, headroom=opts.headroom)
     then = study.user_attrs["screen_parent_tokens_per_s"]  # the loaded parent, timed now
     assert then > 0
     need = parse_budget(opts.budget).value * then
@@ -250,9 +254,16 @@ def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom
     assert not meets or measured >= bar  # cleared only at or above the bar
     assert len(study.user_attrs["latency_pairs"]) == 2  # the parent's and this arch's
     # the proposals follow the bar, not the budget: archs the refined predictor puts at
-    # the budget or a little above are left out; those within 5% below the bar stay
+    # the budget or a little above are left out; so are those the screen is unlikely to
+    # clear, as wide as its interval was (unless that leaves none: then the bar decides)
     refined = plan.latency.with_correction(fit_correction(study.user_attrs["latency_pairs"]))
     speed = {a: refined.tokens_per_s(a, plan.profile) for a in plan.grid.archs()}
+    (width,) = study.user_attrs["screen_widths"]
+    assert 0 <= width < 1 and meets == (measured * (1 - width) >= bar)  # 1 - low / measured
+    clearing = bar / (1 - width)
+    assert clearing == pytest.approx(_clearing_speed(bar, [width])) and clearing >= bar
     at_budget = [a for a in speed if need <= speed[a] < need * 1.2]
-    assert len(kept) == 2 and at_budget and not any(kept[-1](a) for a in at_budget)
-    assert all(kept[-1](a) == (speed[a] >= bar * (1 - NARROW_MARGIN)) for a in speed)
+    assert at_budget and not any(kept[-1](a) for a in at_budget)
+    limit = clearing if any(v >= clearing for v in speed.values()) else bar
+    assert len(kept) == (3 if limit < clearing else 2)  # one more narrow() for the bar alone
+    assert all(kept[-1](a) == (speed[a] >= limit) for a in speed)
