@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
           f"tokens/s on {profile.name} (batch {profile.workload.batch_size}, prompt "
           f"{profile.workload.prompt_len}, {profile.workload.generated_len} generated): "
           f"measured speed-up {ratio['measured']:.2f}x [95% {ratio['low']:.2f}, "
-          f"{ratio['high']:.2f}] (predicted {ratio['predicted']:.2f}x, budget {args.budget})")
+          f"{ratio['high']:.2f}] (predicted {ratio['predicted']:.2f}x, budget {args.budget}): "
+          f"{budget_verdict(ratio, args.budget)} in this timing")
     meta = json.loads((best / "plsearch.json").read_text(encoding="utf-8"))
     _step(winner_summary(out, int(meta["trial"]), args.budget, ratio["measured"]))
     _step(f"demo finished in {time.monotonic() - start:.0f} s; open {out / 'report.html'}; "
@@ -159,6 +160,22 @@ def measure_speedup(exported: Path, profile, pairs: int = 10,
     return {"exported": speedup.tokens_per_s, "parent": speedup.reference_tokens_per_s,
             "measured": speedup.speedup, "low": speedup.low, "high": speedup.high,
             "predicted": predicted}
+
+
+def budget_verdict(ratio: dict[str, float], budget: str) -> str:
+    """Whether a measure_speedup result meets ``budget``: by the whole 95% interval, as
+    verification and `export --best-for` decide, else said to be below or not shown."""
+    from plsearch.search.budget import parse_budget
+
+    spec = parse_budget(budget)
+    if spec.kind == "relative":
+        value, low, need = ratio["measured"], ratio["low"], spec.value
+    else:  # tokens/s: the interval of the speed-up on the parent's scale
+        value, low, need = ratio["exported"], ratio["low"] * ratio["parent"], spec.value
+    if low >= need:
+        return "meets the budget"
+    return ("not shown to meet the budget (its 95% interval reaches below)" if value >= need
+            else "BELOW the budget")
 
 
 def fastest_measured(out: Path) -> int | None:
