@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         model = random_arch_model(arch, config, profile, timer, absorbed=True)
         v = time_for_verdict(call_timer(model, profile, timer=timer), parent_call, 10,
                              [b, b * (1 + BAND_WIDTH)], budget=b,
-                             max_pairs=VERIFY_MAX_PAIRS_FACTOR * 10, below_too=True)
+                             max_pairs=VERIFY_MAX_PAIRS_FACTOR * 10, final=True)
         verified.append(v)
         print(f"  verified {arch}: {v.shown()} ({v.pairs} pairs)", flush=True)
         del model

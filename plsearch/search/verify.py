@@ -168,7 +168,7 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
             limits = thresholds(study.user_attrs)
             speedup = time_for_verdict(call, parent_call, pairs, limits,
                                        budget=limits[0] if limits else None,
-                                       max_pairs=MAX_PAIRS_FACTOR * pairs, below_too=True)
+                                       max_pairs=MAX_PAIRS_FACTOR * pairs, final=True)
             logger.info("trial %d: %s the parent timed beside it (%d pairs, spread %.1f%%)",
                         r.number, speedup.shown(), speedup.pairs, 100 * speedup.spread)
             record(r.number, speedup)

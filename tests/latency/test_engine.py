@@ -159,21 +159,30 @@ def test_a_verdict_near_the_budget_is_timed_until_its_interval_clears_it():
     assert far.pairs == 4 and far.low == far.speedup == pytest.approx(2.0)
     close = time_for_verdict(model([1.52] * 99), lambda: 100.0, 4, [1.5], budget=1.5)
     assert close.pairs == 8 and close.low == pytest.approx(1.52)  # close call: twice
-    noisy = time_for_verdict(model([1.3, 1.7, 1.45, 1.6] * 25), lambda: 100.0, 4, [1.5],
-                             budget=1.5)
-    assert noisy.pairs == MAX_PAIRS_FACTOR * 4 and noisy.low < 1.5 <= noisy.speedup
+    # a median above the budget, a quarter of the ratios at 1.3x: 16 pairs would not clear
+    # it either (their 4th lowest, 1.3x): the screen stops after the close call's 8, a
+    # final verdict times all 16
+    noisy = [1.3, 1.7, 1.45, 1.6] * 25
+    screen = time_for_verdict(model(noisy), lambda: 100.0, 4, [1.5], budget=1.5)
+    assert screen.pairs == 8 and screen.low < 1.5 <= screen.speedup
+    final = time_for_verdict(model(noisy), lambda: 100.0, 4, [1.5], budget=1.5, final=True)
+    assert final.pairs == MAX_PAIRS_FACTOR * 4 and final.low < 1.5 <= final.speedup
+    # one low ratio in 8: timed on, and at 12 pairs the interval clears 1.5x
+    rare = [1.58, 1.62, 1.48, 1.60, 1.61, 1.59, 1.63, 1.57] * 20
+    cleared = time_for_verdict(model(rare), lambda: 100.0, 4, [1.5], budget=1.5)
+    assert cleared.pairs == 12 and cleared.low >= 1.5
     below = time_for_verdict(model([1.3, 1.45] * 50), lambda: 100.0, 4, [], budget=1.5)
     assert below.pairs == 4 and below.speedup < 1.5  # below it: no longer timing helps
-    capped = time_for_verdict(model([1.3, 1.7, 1.45, 1.6] * 25), lambda: 100.0, 4, [1.5],
-                              budget=1.5, max_pairs=22)
+    capped = time_for_verdict(model(noisy), lambda: 100.0, 4, [1.5], budget=1.5,
+                              max_pairs=22, final=True)
     assert capped.pairs == 22  # max_pairs, even where it is not a multiple of ``pairs``
     # a median below the budget with the interval reaching it: refused at once (the screen),
-    # or timed on while the interval straddles it (below_too: verification)
+    # or timed on while the interval straddles it (final: verification)
     ratios = [1.3, 1.6, 1.4, 1.45, 1.35, 1.52, 1.42, 1.38] * 20
     at_once = time_for_verdict(model(ratios), lambda: 100.0, 4, [], budget=1.5)
     assert at_once.pairs == 4 and at_once.low < at_once.speedup < 1.5 <= at_once.high
     settled = time_for_verdict(model(ratios), lambda: 100.0, 4, [], budget=1.5,
-                               below_too=True)
+                               final=True)
     assert settled.pairs > 4 and (settled.high < 1.5 or settled.pairs == MAX_PAIRS_FACTOR * 4)
 
 
