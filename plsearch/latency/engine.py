@@ -327,9 +327,9 @@ def time_for_verdict(timed: Callable[[], float], reference: Callable[[], float],
     one slow spell must not refuse a trained model whose interval reaches the budget.
     Else (the pre-build screen, a cheap verdict): only with the median at or above the
     budget, and only while the ratios timed so far, spread as they are, would clear it by
-    ``max_pairs`` (straddles): the demo's screen timed two archs 8 to 32 pairs, 90 and
-    104 s, that measured 0.4% and 2.4% above the bar with intervals reaching 3.4% below
-    their medians.
+    ``max_pairs`` (straddles): the demo's screen timed two archs for 90 and 104 s, 0.3%
+    and 2.2% above the bar with intervals reaching 3.4% and 3.2% below their medians,
+    and refused both.
     """
     cap = MAX_PAIRS_FACTOR * pairs if max_pairs is None else max_pairs
     speedup = time_beside(timed, reference, pairs)
