@@ -348,19 +348,21 @@ def straddles(speedup: SpeedUp, budget: float, cap: int, final: bool) -> bool:
         return False  # shown to meet it
     if final:
         return budget <= speedup.high
-    if speedup.speedup < budget:
-        return False
-    # The interval's low end at ``cap`` pairs if the ratios keep the spread they have:
-    # their quantile at the rank median_interval would take then.
+    return speedup.speedup >= budget and projected_low(speedup, cap) >= budget
+
+
+def projected_low(speedup: SpeedUp, pairs: int) -> float:
+    """The low end of ``speedup``'s 95% interval at ``pairs`` pairs if its ratios keep the
+    spread they have: their quantile at the rank median_interval takes for ``pairs``
+    values (the interval's low end as it is when that rank is 0 or fewer were timed)."""
     ratios = sorted(a / b for a, b in speedup.calls)
-    k = interval_rank(cap)
-    if not k or len(ratios) < 2:
-        return True
-    at = (k - 1) / (cap - 1) * (len(ratios) - 1)
+    k = interval_rank(pairs)
+    if not k or len(ratios) < 2 or pairs < 2:
+        return speedup.low if speedup.low is not None else speedup.speedup
+    at = (k - 1) / (pairs - 1) * (len(ratios) - 1)
     below = int(at)
-    projected = ratios[below] + (at - below) * (ratios[min(below + 1, len(ratios) - 1)]
-                                                - ratios[below])
-    return projected >= budget
+    above = min(below + 1, len(ratios) - 1)
+    return ratios[below] + (at - below) * (ratios[above] - ratios[below])
 
 
 def close_call(speedup: float, limits: Sequence[float], within: float = CLOSE) -> bool:

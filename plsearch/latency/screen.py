@@ -47,6 +47,9 @@ class Screen:
     # the low end of the measurement's 95% interval, in tokens/s; None: not timed
     low: float | None = None
     headroom: float = 0.0  # relative: a measured arch must clear need * (1 + headroom)
+    # how far below its median the 95% interval would reach at the screen's pair cap, the
+    # ratios spread as timed (relative; engine.projected_low); None: not timed
+    width: float | None = None
 
     @property
     def bar(self) -> float:
@@ -65,7 +68,7 @@ class Screen:
                 "refined_tokens_per_s": self.refined_tokens_per_s,
                 "measured_tokens_per_s": self.measured_tokens_per_s, "need": self.need,
                 "feasible": self.feasible, "reason": self.reason, "low": self.low,
-                "headroom": self.headroom}
+                "headroom": self.headroom, "width": self.width}
 
 
 def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, parent_config,
@@ -97,8 +100,10 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     4.9] faster (20 rounds each): how a model's memory was filled moves its time.
     """
     from plsearch.latency.engine import (
+        MAX_PAIRS_FACTOR,
         call_timer,
         local_timer,
+        projected_low,
         random_arch_model,
         time_for_verdict,
     )
@@ -135,6 +140,7 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
                                [bar / scale], budget=bar / scale)
     del versus  # the models go with their calls
     measured, low = speedup.speedup * scale, speedup.low * scale
+    width = 1 - projected_low(speedup, MAX_PAIRS_FACTOR * pairs) / speedup.speedup
     feasible = low >= bar  # the whole 95% interval
     beside = "" if reference is None else (
         f"; {speedup.shown()} the parent timed beside it, on the scale of the parent's "
@@ -146,4 +152,5 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     return Screen(predicted, refined, measured, need, feasible,
                   f"measured {measured:.1f} tok/s [95% from {low:.1f}] {verdict} budget "
                   f"{need:.1f}{spare} (predicted {refined:.1f}; random weights through "
-                  f"{profile.engine}, {timed}{beside})", low=low, headroom=headroom)
+                  f"{profile.engine}, {timed}{beside})", low=low, headroom=headroom,
+                  width=width)

@@ -186,6 +186,17 @@ def test_a_verdict_near_the_budget_is_timed_until_its_interval_clears_it():
     assert settled.pairs > 4 and (settled.high < 1.5 or settled.pairs == MAX_PAIRS_FACTOR * 4)
 
 
+def test_an_interval_is_projected_to_more_pairs_from_the_spread_of_the_ratios_timed():
+    from plsearch.latency.engine import projected_low
+
+    ratios = iter([1.3, 1.7, 1.45, 1.6] * 2)
+    s = time_beside(lambda: 100.0 * next(ratios), lambda: 100.0, pairs=8)
+    assert s.low == pytest.approx(1.3)  # 8 values: the whole range
+    assert projected_low(s, 8) == pytest.approx(s.low)  # as many pairs as timed: itself
+    # 32 pairs: the 10th lowest, at 9/31 of the way up the 8 sorted ratios (1.45, 1.45)
+    assert projected_low(s, 32) == pytest.approx(1.45)
+
+
 def test_a_close_call_is_a_speed_up_within_5_percent_of_a_threshold():
     assert close_call(1.55, [1.5]) and close_call(1.45, [2.0, 1.5])
     assert not close_call(1.6, [1.5]) and not close_call(1.55, []) and not close_call(1.5, [0.0])

@@ -259,8 +259,8 @@ def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom
     refined = plan.latency.with_correction(fit_correction(study.user_attrs["latency_pairs"]))
     speed = {a: refined.tokens_per_s(a, plan.profile) for a in plan.grid.archs()}
     (width,) = study.user_attrs["screen_widths"]
-    assert 0 <= width < 1 and meets == (measured * (1 - width) >= bar)  # 1 - low / measured
-    clearing = bar / (1 - width)
+    assert 0 <= width < 1  # how far below its median its interval would reach at 32 pairs
+    clearing = bar / (1 - min(width, 0.05))  # at most 5% above the bar
     assert clearing == pytest.approx(_clearing_speed(bar, [width])) and clearing >= bar
     limit = clearing if any(v >= clearing for v in speed.values()) else bar
     assert len(kept) == (3 if limit < clearing else 2)  # one more narrow() for the bar alone
