@@ -643,9 +643,9 @@ def _clearing_speed(bar: float, widths: list[float]) -> float:
     """The speed an arch needs for the screen to be likely to clear ``bar``: the bar over
     1 - w, w the median over the screens so far of how far below its median each one's
     95% interval would reach at the screen's pair cap (Screen.width), at most CLOSE (5%;
-    the bar itself before any screen). Uncapped, one noisy screen ruled out the whole
-    budget band (15% wide): a demo then built an arch at 2.4x scoring 0.50 where the
-    band's score about 0.82."""
+    the bar itself before any screen). Uncapped, one screen's interval (11% wide) ruled
+    out the whole budget band (15% wide): the demo then built an arch at 2.4x scoring
+    0.50, where the band's built archs scored 0.81-0.83 in the other demos."""
     from plsearch.latency.engine import CLOSE
 
     return bar / (1 - min(statistics.median(widths), CLOSE)) if widths else bar
@@ -661,14 +661,14 @@ def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
     ``narrow(keep)`` (FeasibleSampler.narrow) then leaves out of the proposals the archs
     the screen is unlikely to clear: those the refined predictor puts below the bar (the
     budget times 1 + ``headroom``) divided by 1 - w, w the median width below the median
-    of the screens' 95% intervals at their pair cap (``screen_widths``; _clearing_speed:
-    an arch refused after 8 pairs has the whole range for an interval, 11% wide in one
-    demo, which says little about the 32 pairs a close one gets). A screen clears an arch
-    only when the low end of its interval does: one predicted at the bar is timed, and
-    refused, for nothing (the built-in parent's demo on a 2-vCPU VM refused its first 6
-    band archs, 23-85 s each, refined predictions 2.7% below to 1.4% above the bar; 320 s
-    of its 15 minutes). When that leaves no arch, the bar alone decides. None when the
-    device is not here or the latency is a stand-in (tests)."""
+    of the screens' 95% intervals at their pair cap, at most 5% (``screen_widths``;
+    _clearing_speed: an arch refused after 8 pairs has the whole range for an interval,
+    11% wide in one demo, which says little about the 32 pairs a close one gets). A
+    screen clears an arch only when the low end of its interval does: one predicted at
+    the bar is timed, and refused, for nothing (the built-in parent's demo on a 2-vCPU VM
+    refused its first 6 band archs, 23-85 s each, refined predictions 2.7% below to 1.4%
+    above the bar; 320 s of its 15 minutes). When that leaves no arch, the bar alone
+    decides. None when the device is not here or the latency is a stand-in (tests)."""
     latency = plan.latency
     if not getattr(latency, "local", False) or not hasattr(latency, "with_correction"):
         return None

@@ -116,9 +116,8 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     (engine.median_interval of the pairs' ratios) does: while the interval straddles the
     budget (its median on either side), ``pairs`` more pairs are timed, up to
     MAX_PAIRS_FACTOR times ``pairs`` (engine.time_for_verdict); one still not shown to
-    meet it leaves the front (a winner
-    verified at 1.52x measured 1.47x when the demo timed it again, on a host whose
-    speed-ups move 3-5% between runs). ``measure(folder) -> tokens/s of one call``
+    meet it leaves the front (a winner verified at 1.52x measured 1.47x when the demo
+    timed it again, on a host whose speed-ups move 3-5% between runs). ``measure(folder) -> tokens/s of one call``
     replaces loading a saved model and timing one generation (tests). Candidates already measured (another worker verified
     them) are not measured again.
     """
