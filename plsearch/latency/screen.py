@@ -90,8 +90,10 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     turn, and measured as its speed-up times ``parent_then``: a slow spell of the machine
     slows both sides of a pair alike. Without it (an absolute budget) the arch's calls are
     timed alone. Either way ``pairs`` calls of it (as many again within 5% of the bar;
-    more while the 95% interval straddles the bar: engine.time_for_verdict), and it meets
-    the budget only when the whole interval clears ``need * (1 + headroom)``.
+    more, up to 4x, while the 95% interval straddles the bar with the median above it and
+    the ratios, spread as they are, could clear it: engine.time_for_verdict), and it meets
+    the budget only when the whole interval clears ``need * (1 + headroom)``. ``width``
+    of the result: how far below the median the interval would reach at that cap.
 
     ``parent_dir``: the parent is loaded from there, what verification times the candidate
     beside (else random weights of its shape). On the AMD VM the built-in parent loaded
