@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from plsearch.models import load_model, read_config, resolve_model_dir
     from plsearch.search.objective import BAND_WIDTH
     from plsearch.search.space import load_space
-    from plsearch.search.verify import MAX_PAIRS_FACTOR as VERIFY_MAX_PAIRS_FACTOR
+    from plsearch.search.verify import VERIFY_PAIRS_FACTOR
 
     start = time.monotonic()
     b = args.budget
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         model = random_arch_model(arch, config, profile, timer, absorbed=True)
         v = time_for_verdict(call_timer(model, profile, timer=timer), parent_call, 10,
                              [b, b * (1 + BAND_WIDTH)], budget=b,
-                             max_pairs=VERIFY_MAX_PAIRS_FACTOR * 10, final=True)
+                             max_pairs=VERIFY_PAIRS_FACTOR * 10, final=True)
         verified.append(v)
         print(f"  verified {arch}: {v.shown()} ({v.pairs} pairs)", flush=True)
         del model

@@ -174,16 +174,14 @@ def budget_verdict(ratio: dict[str, float], budget: str) -> str:
     """Whether a measure_speedup result meets ``budget``: by the whole 95% interval, as
     verification and `export --best-for` decide, else said to be below or not shown."""
     from plsearch.search.budget import parse_budget
+    from plsearch.search.export import interval_meets
 
     spec = parse_budget(budget)
-    if spec.kind == "relative":
-        value, low, need = ratio["measured"], ratio["low"], spec.value
-    else:  # tokens/s: the interval of the speed-up on the parent's scale
-        value, low, need = ratio["exported"], ratio["low"] * ratio["parent"], spec.value
-    if low >= need:
+    if interval_meets(ratio["low"], ratio["parent"], spec):
         return "meets the budget"
-    return ("not shown to meet the budget (its 95% interval reaches below)" if value >= need
-            else "BELOW the budget")
+    value = ratio["measured"] if spec.kind == "relative" else ratio["exported"]
+    return ("not shown to meet the budget (its 95% interval reaches below)"
+            if value >= spec.value else "BELOW the budget")
 
 
 def fastest_measured(out: Path) -> int | None:

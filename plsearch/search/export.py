@@ -45,6 +45,13 @@ def open_for_export(out_dir: str | Path | None = None, storage: str | None = Non
                       "[--study NAME]")
 
 
+def interval_meets(low: float, parent_tokens_per_s: float, budget) -> bool:
+    """Whether a measured speed-up whose 95% interval starts at ``low`` meets ``budget``:
+    a relative one as a speed-up, an absolute one on the parent's measured scale."""
+    return (low >= budget.value if budget.kind == "relative"
+            else low * parent_tokens_per_s >= budget.value)
+
+
 def meets_budget(record: TrialRecord, budget, study_attrs: dict[str, Any]) -> bool:
     """Whether ``record`` meets ``budget``: on measured speeds wherever they exist (the
     candidate's against the parent's, measured in the same run, for a relative budget;
@@ -52,9 +59,7 @@ def meets_budget(record: TrialRecord, budget, study_attrs: dict[str, Any]) -> bo
     parent_predicted = study_attrs.get("parent_tokens_per_s") or 0.0
     parent_measured = study_attrs.get("parent_measured_tokens_per_s")
     if record.measured_speedup_low is not None and parent_measured:
-        low = record.measured_speedup_low
-        return (low >= budget.value if budget.kind == "relative"
-                else low * parent_measured >= budget.value)
+        return interval_meets(record.measured_speedup_low, parent_measured, budget)
     if budget.kind == "relative":
         if record.measured_tokens_per_s and parent_measured:
             return record.measured_tokens_per_s >= budget.value * parent_measured

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 # ratios spread 10-20%; an interval narrows as the square root of the pairs). Both ways:
 # another demo's winner verified at 1.40x [95% from 1.23] over 10 pairs, then timed
 # 1.56x [1.53, 1.71] by the demo, and its screen had said 1.62x.
-MAX_PAIRS_FACTOR = 8
+VERIFY_PAIRS_FACTOR = 8
 
 
 def _records(study_or_trials, study_attrs: dict[str, Any] | None) -> list[TrialRecord]:
@@ -115,7 +115,7 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
     them. A candidate meets the budget only when the whole 95% interval of its speed-up
     (engine.median_interval of the pairs' ratios) does: while the interval straddles the
     budget (its median on either side), ``pairs`` more pairs are timed, up to
-    MAX_PAIRS_FACTOR times ``pairs`` (engine.time_for_verdict); one still not shown to
+    VERIFY_PAIRS_FACTOR times ``pairs`` (engine.time_for_verdict); one still not shown to
     meet it leaves the front (a winner verified at 1.52x measured 1.47x when the demo
     timed it again, on a host whose speed-ups move 3-5% between runs). ``measure(folder) -> tokens/s of one call``
     replaces loading a saved model and timing one generation (tests). Candidates already measured (another worker verified
@@ -167,7 +167,7 @@ def verify_front(study: optuna.Study, profile: DeviceProfile, parent_dir: Path,
             limits = thresholds(study.user_attrs)
             speedup = time_for_verdict(call, parent_call, pairs, limits,
                                        budget=limits[0] if limits else None,
-                                       max_pairs=MAX_PAIRS_FACTOR * pairs, final=True)
+                                       max_pairs=VERIFY_PAIRS_FACTOR * pairs, final=True)
             logger.info("trial %d: %s the parent timed beside it (%d pairs, spread %.1f%%)",
                         r.number, speedup.shown(), speedup.pairs, 100 * speedup.spread)
             record(r.number, speedup)

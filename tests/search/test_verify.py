@@ -195,7 +195,7 @@ def test_a_slow_start_below_the_budget_is_timed_on_while_its_interval_reaches_it
 
 def test_a_speed_up_whose_interval_straddles_the_budget_is_timed_longer_and_then_left_off(
         tmp_path):
-    from plsearch.search.verify import MAX_PAIRS_FACTOR
+    from plsearch.search.verify import VERIFY_PAIRS_FACTOR
 
     # trial 0: the most accurate, its speed-ups spread 1.35-1.70x around a median above
     # 1.5x; trial 1: steady at 1.52x
@@ -216,7 +216,7 @@ def test_a_speed_up_whose_interval_straddles_the_budget_is_timed_longer_and_then
     records = {r.number: r for r in (TrialRecord.from_trial(t, study.user_attrs)
                                      for t in study.get_trials())}
     noisy, steady = records[0], records[1]
-    assert calls["trial-0"] == MAX_PAIRS_FACTOR * 5  # timed as long as allowed
+    assert calls["trial-0"] == VERIFY_PAIRS_FACTOR * 5  # timed as long as allowed
     assert noisy.measured_tokens_per_s >= 150.0 > 100.0 * noisy.measured_speedup_low
     assert summary["missed_budget_measured"] == [0] and noisy.dominated_by_measurement
     assert steady.measured_speedup_low == pytest.approx(1.52) and calls["trial-1"] == 10
