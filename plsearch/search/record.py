@@ -3,6 +3,7 @@
     record = TrialRecord(arch=arch, predicted_tokens_per_s=812.0, ...)
     write_record(trial, record)                       # -> Optuna user attributes
     record = TrialRecord.from_trial(frozen_trial, study.user_attrs)   # <- and back
+    write_trials_csv(study, run_dir / "trials.csv")   # trial_rows(study): a flat dict each
 
 The objective, run, verify, export, the report and the CLI read and write trial attributes
 only through this module. A finished Optuna trial's own attributes are frozen, so what is
@@ -22,13 +23,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from plsearch import atomic
 from plsearch.arch import ArchConfig
 from plsearch.search.scoring import interval
-from plsearch.search.study import MEASURED_PREFIX, SPEEDUP_LOW_PREFIX
+from plsearch.search.study import MEASURED_PREFIX, SPEEDUP_LOW_PREFIX, dead_trials
 
-__all__ = ["DOMINATED_PREFIX", "MEASURED_PREFIX", "TrialRecord", "write_record"]
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["DOMINATED_PREFIX", "MEASURED_PREFIX", "TrialRecord", "trial_rows", "write_record",
+           "write_trials_csv"]
 
 DOMINATED_PREFIX = "dominated_by_measurement/"  # study attribute per trial number
 
@@ -191,3 +198,68 @@ def write_record(trial, record: TrialRecord, written: dict[str, Any] | None = No
 
 
 _MISSING = object()
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One flat dict per trial: the columns of trials.csv (scores with their 95% intervals)."""
+    trials = study.get_trials(deepcopy=False)
+    study_attrs, dead = study.user_attrs, dead_trials(trials)
+    rows = []
+    for t in trials:
+        r = TrialRecord.from_trial(t, study_attrs)
+        arch = r.arch.to_dict() if r.arch else {}
+        objective_ci = r.objective_interval or (None, None)
+        accuracy_ci = r.accuracy_interval or (None, None)
+        fail = r.fail_reason or (f"worker died; arch retried by trial {dead[t.number]}"
+                                 if t.number in dead else None)
+        if r.feasible is False:
+            fail = fail or "misses the budget: not built"
+        rows.append({
+            "number": t.number,
+            "state": t.state.name,
+            "objective": r.objective,
+            "objective_stderr": r.objective_stderr,
+            "objective_ci_low": objective_ci[0],
+            "objective_ci_high": objective_ci[1],
+            "accuracy": r.accuracy,
+            "accuracy_stderr": r.accuracy_stderr,
+            "accuracy_ci_low": accuracy_ci[0],
+            "accuracy_ci_high": accuracy_ci[1],
+            "kl": r.kl,
+            "kl_stderr": r.kl_stderr,
+            "build_kl": r.build_kl,
+            "perplexity": r.perplexity,
+            "predicted_tokens_per_s": r.predicted_tokens_per_s,
+            "measured_tokens_per_s": r.measured_tokens_per_s,
+            # the low end of its measured speed-up's 95% interval: above the budget, or
+            # the candidate is not shown to meet it
+            "measured_speedup_ci_low": r.measured_speedup_low,
+            "dominated_by_measurement": r.dominated_by_measurement,
+            "feasible": r.feasible,
+            "speed_bin": r.speed_bin,
+            "rung": r.rung,
+            "rungs_total": r.rungs_total,
+            "params": r.params,
+            **{k: arch.get(k) for k in ("num_hidden_layers", "hidden_size",
+                                        "num_attention_heads", "num_key_value_heads",
+                                        "intermediate_size")},
+            "recipe": r.recipe,
+            "kd_steps": r.kd_steps,
+            "kd_tokens": r.kd_tokens,
+            **{f"seconds_{k}": r.seconds.get(k) for k in ("build", "kd", "eval", "total")},
+            "candidate_dir": r.candidate_dir,
+            "fail_reason": fail,
+            "retry_of": r.retry_of,
+            "duplicate_of": r.duplicate_of,
+            **{f"{task}_{m}": v for task, metrics in r.scores.items()
+               for m, v in metrics.items() if m != "samples"},
+        })
+    return rows
+
+
+def write_trials_csv(study: optuna.Study, path: Path) -> None:
+    """trials.csv: ``trial_rows``, written atomically."""
+    import pandas as pd
+
+    frame = pd.DataFrame(trial_rows(study))
+    atomic.write_text(path, frame.to_csv(index=False))

@@ -10,7 +10,8 @@
 4. Rank the budget band, then the faster speeds, by the held-out KL right after the
    build (band.py), and run trials until ``trials`` candidates have been built (arches
    that miss the budget are recorded but not built, and do not count), or the timeout
-   passes. The timeout counts from the search's start; the ranking stops early when it
+   passes. Near the budget an arch is timed before it is built (screening.py). The
+   timeout counts from the search's start; the ranking stops early when it
    has used its share of it (RANKING_SHARES), so the trials keep the larger part; once
    it has passed, the trial in flight climbs no further rung (objective.py).
 5. Measure the Pareto-front candidates end to end (verify.py), write trials.csv and
@@ -26,7 +27,6 @@ import logging
 import math
 import random
 import re
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,7 +39,9 @@ from optuna.trial import FrozenTrial, TrialState
 from plsearch import atomic, distributed
 from plsearch.errors import ConfigError
 from plsearch.search.objective import BAND_WIDTH, built_count
-from plsearch.search.record import TrialRecord
+from plsearch.search.record import TrialRecord, write_trials_csv
+from plsearch.search.screening import make_screener
+from plsearch.search.screening import refinement as latency_refinement
 from plsearch.search.study import warnings_silenced
 
 __all__ = [
@@ -49,8 +51,6 @@ __all__ = [
     "built_count",
     "plan_search",
     "run_search",
-    "trial_rows",
-    "write_trials_csv",
 ]
 
 logger = logging.getLogger(__name__)
@@ -281,8 +281,8 @@ def run_search(opts: SearchOptions, on_trial: Callable[[FrozenTrial], None] | No
         eta = _Eta(study, opts.trials, on_progress)
         objective = make_objective(pipeline, plan.grid, plan.space, plan.need, artifacts,
                                    feasible=plan.feasible, progress=eta.say,
-                                   screen=_screener(plan, study, sampler.narrow, stage,
-                                                    opts.headroom)
+                                   screen=make_screener(plan, study, sampler.narrow, stage,
+                                                        opts.headroom)
                                    if opts.screen else None,
                                    candidate_meta={
             "parent": attrs["parent"], "parent_arch": plan.parent_arch.to_dict(),
@@ -464,7 +464,7 @@ def _finish(study, plan: SearchPlan, opts: SearchOptions, name: str, url: str, r
         verification = {"skipped": f"the {plan.profile.kind} device is not on this machine"}
     front = [t.number for t in pareto_front(study)]
     study.set_user_attr("pareto_front", front)
-    refinement = _refinement(study)
+    refinement = latency_refinement(study)
     if refinement is not None:
         study.set_user_attr("latency_refinement", refinement)
         verification = {**verification, "refinement": refinement}
@@ -569,192 +569,8 @@ def _remove_partial_candidates(artifacts: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One flat dict per trial: the columns of trials.csv (scores with their 95% intervals)."""
-    from plsearch.search.study import dead_trials
-
-    trials = study.get_trials(deepcopy=False)
-    study_attrs, dead = study.user_attrs, dead_trials(trials)
-    rows = []
-    for t in trials:
-        r = TrialRecord.from_trial(t, study_attrs)
-        arch = r.arch.to_dict() if r.arch else {}
-        objective_ci = r.objective_interval or (None, None)
-        accuracy_ci = r.accuracy_interval or (None, None)
-        fail = r.fail_reason or (f"worker died; arch retried by trial {dead[t.number]}"
-                                 if t.number in dead else None)
-        if r.feasible is False:
-            fail = fail or "misses the budget: not built"
-        rows.append({
-            "number": t.number,
-            "state": t.state.name,
-            "objective": r.objective,
-            "objective_stderr": r.objective_stderr,
-            "objective_ci_low": objective_ci[0],
-            "objective_ci_high": objective_ci[1],
-            "accuracy": r.accuracy,
-            "accuracy_stderr": r.accuracy_stderr,
-            "accuracy_ci_low": accuracy_ci[0],
-            "accuracy_ci_high": accuracy_ci[1],
-            "kl": r.kl,
-            "kl_stderr": r.kl_stderr,
-            "build_kl": r.build_kl,
-            "perplexity": r.perplexity,
-            "predicted_tokens_per_s": r.predicted_tokens_per_s,
-            "measured_tokens_per_s": r.measured_tokens_per_s,
-            # the low end of its measured speed-up's 95% interval: above the budget, or
-            # the candidate is not shown to meet it
-            "measured_speedup_ci_low": r.measured_speedup_low,
-            "dominated_by_measurement": r.dominated_by_measurement,
-            "feasible": r.feasible,
-            "speed_bin": r.speed_bin,
-            "rung": r.rung,
-            "rungs_total": r.rungs_total,
-            "params": r.params,
-            **{k: arch.get(k) for k in ("num_hidden_layers", "hidden_size",
-                                        "num_attention_heads", "num_key_value_heads",
-                                        "intermediate_size")},
-            "recipe": r.recipe,
-            "kd_steps": r.kd_steps,
-            "kd_tokens": r.kd_tokens,
-            **{f"seconds_{k}": r.seconds.get(k) for k in ("build", "kd", "eval", "total")},
-            "candidate_dir": r.candidate_dir,
-            "fail_reason": fail,
-            "retry_of": r.retry_of,
-            "duplicate_of": r.duplicate_of,
-            **{f"{task}_{m}": v for task, metrics in r.scores.items()
-               for m, v in metrics.items() if m != "samples"},
-        })
-    return rows
-
-
-def write_trials_csv(study: optuna.Study, path: Path) -> None:
-    import pandas as pd
-
-    frame = pd.DataFrame(trial_rows(study))
-    atomic.write_text(path, frame.to_csv(index=False))
-
-
 def _write_json(path: Path, data: Any) -> None:
     atomic.write_text(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _clearing_speed(bar: float, widths: list[float]) -> float:
-    """The speed an arch needs for the screen to be likely to clear ``bar``: the bar over
-    1 - w, w the median over the screens so far of how far below its median each one's
-    95% interval would reach at the screen's pair cap (Screen.width), at most CLOSE (5%;
-    the bar itself before any screen). Uncapped, one screen's interval (11% wide) ruled
-    out the whole budget band (15% wide): the demo then built an arch at 2.4x scoring
-    0.50, where the band's built archs scored 0.81-0.83 in the other demos."""
-    from plsearch.latency.engine import CLOSE
-
-    return bar / (1 - min(statistics.median(widths), CLOSE)) if widths else bar
-
-
-def _screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
-              headroom: float = 0.0):
-    """Issue 13's pre-build check: near the budget, an arch is timed with random weights
-    through the profile's engine (plsearch.latency.screen) and the measurement decides
-    (for a relative budget: against the parent's shape timed the same way, in this run).
-    Each measurement is a (predicted, measured) pair in the study's ``latency_pairs``; the
-    check's predictor is refined on them as they come (plsearch.latency.refine), and
-    ``narrow(keep)`` (FeasibleSampler.narrow) then leaves out of the proposals the archs
-    the screen is unlikely to clear: those the refined predictor puts below the bar (the
-    budget times 1 + ``headroom``) divided by 1 - w, w the median width below the median
-    of the screens' 95% intervals at their pair cap, at most 5% (``screen_widths``;
-    _clearing_speed: an arch refused after 8 pairs has the whole range for an interval,
-    11% wide in one demo, which says little about the 32 pairs a close one gets). A
-    screen clears an arch only when the low end of its interval does: one predicted at
-    the bar is timed, and refused, for nothing (the built-in parent's demo on a 2-vCPU VM
-    refused its first 6 band archs, 23-85 s each, refined predictions 2.7% below to 1.4%
-    above the bar; 320 s of its 15 minutes). When that leaves no arch, the bar alone
-    decides. None when the device is not here or the latency is a stand-in (tests)."""
-    latency = plan.latency
-    if not getattr(latency, "local", False) or not hasattr(latency, "with_correction"):
-        return None
-    from plsearch.latency.engine import measure_model
-    from plsearch.latency.refine import fit_correction
-    from plsearch.latency.screen import screen_arch
-    from plsearch.models import load_model, read_config
-
-    parent_config = read_config(plan.model_dir)
-    absorbed = plan.space.recipe == "pangu"  # pangu exports the absorbed model type
-    pairs = [tuple(p) for p in study.user_attrs.get("latency_pairs", [])]
-    need = plan.need
-    if plan.budget.kind == "relative":
-        # A relative budget is checked against the parent timed the same way, now: a busy
-        # machine or an engine the table misses slows both alike. The parent as
-        # verification times it: loaded from its folder.
-        parent_measured = study.user_attrs.get("screen_parent_tokens_per_s")
-        if parent_measured is None:
-            parent_measured = measure_model(load_model(plan.model_dir)[0], plan.profile,
-                                            repeats=3).tokens_per_s
-            study.set_user_attr("screen_parent_tokens_per_s", parent_measured)
-            pairs.append((plan.parent_tokens_per_s, parent_measured))
-            study.set_user_attr("latency_pairs", [list(p) for p in pairs])
-        need = plan.budget.value * parent_measured
-    state = {"latency": latency}
-    widths = list(study.user_attrs.get("screen_widths", []))
-
-    def refit() -> None:
-        state["latency"] = latency.with_correction(fit_correction(pairs))
-        if narrow is None:
-            return
-        refined = state["latency"]
-        bar = need * (1 + headroom)
-        speed = _clearing_speed(bar, widths)
-        left = narrow(lambda arch: refined.tokens_per_s(arch, plan.profile) >= speed)
-        if not left and speed > bar:
-            speed = bar
-            left = narrow(lambda arch: refined.tokens_per_s(arch, plan.profile) >= bar)
-        if stage is not None:
-            stage(f"latency correction refitted on {len(pairs)} measurements: {left:,} "
-                  f"archs predicted at {speed:,.0f} tokens/s or more left to propose"
-                  + (f" (the bar {bar:,.0f} over 1 - {1 - bar / speed:.1%}: how far below "
-                     "their medians the screens' 95% intervals reach at their pair cap)"
-                     if speed > bar else "")
-                  if left else
-                  "no arch of the space meets the budget as measured; stopping")
-
-    if pairs:
-        refit()
-
-    reference = (plan.parent_arch, need / plan.budget.value) \
-        if plan.budget.kind == "relative" else None
-
-    def screen(arch) -> tuple[float, float, bool] | None:
-        checked = screen_arch(arch, need, state["latency"], plan.profile, parent_config,
-                              absorbed=absorbed, reference=reference, headroom=headroom,
-                              parent_dir=plan.model_dir)
-        if checked.pair is None:  # far from the budget: the refined prediction decides
-            return None if checked.feasible else (checked.refined_tokens_per_s, need, False)
-        pairs.append(checked.pair)
-        study.set_user_attr("latency_pairs", [list(p) for p in pairs])
-        widths.append(checked.width)
-        study.set_user_attr("screen_widths", widths)
-        refit()
-        return checked.measured_tokens_per_s, checked.bar, checked.feasible
-
-    return screen
-
-
-def _refinement(study: optuna.Study) -> dict[str, Any] | None:
-    """The predictor's error before and after the residual correction (leave-one-out), on
-    every whole-model measurement of the search: pre-build checks and verification, on the
-    scale of the parent's speed measured at verification."""
-    from plsearch.latency.refine import refinement_report
-    from plsearch.search.verify import fully_evaluated
-
-    attrs = study.user_attrs
-    # The screen's measurements are speed-ups times the parent's speed when the search
-    # began; verification's, times the parent's speed then: one scale for both.
-    then, now = (attrs.get("screen_parent_tokens_per_s"),
-                 attrs.get("parent_measured_tokens_per_s"))
-    rescale = now / then if then and now else 1.0
-    pairs = [(p[0], p[1] * rescale) for p in attrs.get("latency_pairs", [])]
-    pairs += [(r.predicted_tokens_per_s, r.measured_tokens_per_s)
-              for r in fully_evaluated(study) if r.measured_tokens_per_s]
-    return refinement_report(pairs) if pairs else None
 
 
 class _Eta:

@@ -10,7 +10,8 @@ import yaml
 from optuna.trial import TrialState
 
 from plsearch.errors import ConfigError
-from plsearch.search.run import SearchOptions, built_count, run_search, trial_rows
+from plsearch.search.record import trial_rows
+from plsearch.search.run import SearchOptions, built_count, run_search
 from plsearch.search.study import dead_trials, open_study, run_lock, storage_url
 from plsearch.search.testing import FakeLatency, FakePipeline, fake_pipeline
 
@@ -197,72 +198,3 @@ def test_the_search_stops_when_no_arch_meets_the_budget_as_measured():
     assert ran == []
     _optimize(study, objective, opts, None, SimpleNamespace(exhausted=False))
     assert ran == [0, 1, 2]
-
-
-def test_the_refinement_puts_screen_and_verification_measurements_on_one_scale():
-    from plsearch.search.run import _refinement
-
-    study = optuna.create_study(directions=["maximize", "maximize"])
-    # the screen measured the parent at 100 tokens/s (its pairs are speed-ups x 100) and
-    # verification at 80 (the host slowed down): the screen's pairs are read x 0.8
-    study.set_user_attr("screen_parent_tokens_per_s", 100.0)
-    study.set_user_attr("parent_measured_tokens_per_s", 80.0)
-    study.set_user_attr("latency_pairs", [[100.0, 100.0], [150.0, 150.0]])
-    report = _refinement(study)
-    assert report["pairs"] == 2
-    assert report["median_signed_before"] == pytest.approx(100.0 / 80.0 - 1.0)
-    study.set_user_attr("parent_measured_tokens_per_s", 100.0)
-    assert _refinement(study)["median_signed_before"] == pytest.approx(0.0)
-
-
-def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom(tiny_dir):
-    """SearchOptions.headroom reaches the screen: its bar is the budget, timed beside the
-    parent loaded from its folder, times 1 + headroom."""
-    import math
-
-    from plsearch.config import load_device_profile
-    from plsearch.latency.refine import fit_correction
-    from plsearch.search.budget import parse_budget
-    from plsearch.search.pipeline import load_latency
-    from plsearch.search.run import _clearing_speed, _screener, plan_search
-
-    opts = SearchOptions(budget=tiny_dir["budget"], model=str(tiny_dir["model"]),
-                         space=str(tiny_dir["space"]), device_profile=str(tiny_dir["profile"]),
-                         headroom=0.5)
-    latency = load_latency(load_device_profile(tiny_dir["profile"]), tiny_dir["table"])
-    plan = plan_search(opts, latency=latency)
-    study = optuna.create_study(directions=["maximize", "maximize"])
-    kept = []  # the proposals' filter after each refit (FeasibleSampler.narrow's ``keep``)
-
-    def narrow(keep) -> int:
-        kept.append(keep)
-        return sum(map(keep, plan.grid.archs()))
-
-    screen = _screener(plan, study, narrow=narrow, headroom=opts.headroom)
-    then = study.user_attrs["screen_parent_tokens_per_s"]  # the loaded parent, timed now
-    assert then > 0
-    need = parse_budget(opts.budget).value * then
-    # the arch the screen's refined predictor puts closest to the budget: timed, not predicted
-    # (plan.latency, as the screen: candidates as the recipe builds them, post-norm absorbed)
-    refined = plan.latency.with_correction(fit_correction(study.user_attrs["latency_pairs"]))
-    near = min(plan.grid.archs(),
-               key=lambda a: abs(math.log(refined.tokens_per_s(a, plan.profile) / need)))
-    gap = refined.tokens_per_s(near, plan.profile) / need - 1
-    assert abs(gap) < 0.15, f"no arch of the tiny space is in the budget band ({gap:+.1%})"
-    measured, bar, meets = screen(near)
-    assert bar == pytest.approx(need * 1.5)
-    assert not meets or measured >= bar  # cleared only at or above the bar
-    assert len(study.user_attrs["latency_pairs"]) == 2  # the parent's and this arch's
-    # the proposals follow the bar, not the budget: archs the refined predictor puts below
-    # it are left out, and so are those the screen is unlikely to clear, as wide as its
-    # interval was (unless that leaves none: then the bar alone decides)
-    refined = plan.latency.with_correction(fit_correction(study.user_attrs["latency_pairs"]))
-    speed = {a: refined.tokens_per_s(a, plan.profile) for a in plan.grid.archs()}
-    (width,) = study.user_attrs["screen_widths"]
-    assert 0 <= width < 1  # how far below its median its interval would reach at 32 pairs
-    clearing = bar / (1 - min(width, 0.05))  # at most 5% above the bar
-    assert clearing == pytest.approx(_clearing_speed(bar, [width])) and clearing >= bar
-    limit = clearing if any(v >= clearing for v in speed.values()) else bar
-    assert len(kept) == (3 if limit < clearing else 2)  # one more narrow() for the bar alone
-    assert all(kept[-1](a) == (speed[a] >= limit) for a in speed)
-    assert not all(map(kept[-1], speed))  # the bar is 1.5x the budget: some are left out

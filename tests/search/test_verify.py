@@ -61,7 +61,7 @@ def test_a_candidate_dominated_by_measurement_leaves_the_front_and_is_marked(tmp
     assert [r.number for r in pareto_front(study)] == [0]
     assert records[1].dominated_by_measurement and not records[0].dominated_by_measurement
     assert summary["dominated_by_measurement"] == [1]
-    from plsearch.search.run import trial_rows
+    from plsearch.search.record import trial_rows
 
     rows = {row["number"]: row for row in trial_rows(study)}
     assert rows[1]["dominated_by_measurement"] and rows[1]["measured_tokens_per_s"] == 100.0
@@ -223,7 +223,7 @@ def test_a_speed_up_whose_interval_straddles_the_budget_is_timed_longer_and_then
     assert [r.number for r in pareto_front(study)] == [1]
     assert choose_trial(study, best_for="1.5x").number == 1  # shown to meet it
     assert choose_trial(study, best_for="1.3x").number == 0  # its whole interval is above
-    from plsearch.search.run import trial_rows
+    from plsearch.search.record import trial_rows
 
     rows = {row["number"]: row for row in trial_rows(study)}
     assert rows[0]["measured_speedup_ci_low"] == pytest.approx(noisy.measured_speedup_low)

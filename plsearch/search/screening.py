@@ -1,0 +1,141 @@
+"""The search's latency checks: time archs near the budget before they are built, and
+refine the predictor on what was measured.
+
+    screen = make_screener(plan, study, sampler.narrow, stage, headroom)  # objective's screen
+    screen(arch) -> (measured tokens/s, the bar, whether it clears it) or None (not timed)
+    refinement(study)  # the predictor's error before and after the residual correction
+
+Every measurement is kept in the study's attributes (``latency_pairs``, ``screen_widths``,
+``screen_parent_tokens_per_s``), so a resumed search or another worker refines on them too.
+The timing itself is plsearch.latency.screen; the correction plsearch.latency.refine.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+    from plsearch.search.run import SearchPlan
+
+__all__ = ["clearing_speed", "make_screener", "refinement"]
+
+
+def clearing_speed(bar: float, widths: list[float]) -> float:
+    """The speed an arch needs for the screen to be likely to clear ``bar``: the bar over
+    1 - w, w the median over the screens so far of how far below its median each one's
+    95% interval would reach at the screen's pair cap (Screen.width), at most CLOSE (5%;
+    the bar itself before any screen). Uncapped, one screen's interval (11% wide) ruled
+    out the whole budget band (15% wide): the demo then built an arch at 2.4x scoring
+    0.50, where the band's built archs scored 0.81-0.83 in the other demos."""
+    from plsearch.latency.engine import CLOSE
+
+    return bar / (1 - min(statistics.median(widths), CLOSE)) if widths else bar
+
+
+def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None,
+              headroom: float = 0.0):
+    """Issue 13's pre-build check: near the budget, an arch is timed with random weights
+    through the profile's engine (plsearch.latency.screen) and the measurement decides
+    (for a relative budget: against the parent's shape timed the same way, in this run).
+    Each measurement is a (predicted, measured) pair in the study's ``latency_pairs``; the
+    check's predictor is refined on them as they come (plsearch.latency.refine), and
+    ``narrow(keep)`` (FeasibleSampler.narrow) then leaves out of the proposals the archs
+    the screen is unlikely to clear: those the refined predictor puts below the bar (the
+    budget times 1 + ``headroom``) divided by 1 - w, w the median width below the median
+    of the screens' 95% intervals at their pair cap, at most 5% (``screen_widths``;
+    clearing_speed: an arch refused after 8 pairs has the whole range for an interval,
+    11% wide in one demo, which says little about the 32 pairs a close one gets). A
+    screen clears an arch only when the low end of its interval does: one predicted at
+    the bar is timed, and refused, for nothing (the built-in parent's demo on a 2-vCPU VM
+    refused its first 6 band archs, 23-85 s each, refined predictions 2.7% below to 1.4%
+    above the bar; 320 s of its 15 minutes). When that leaves no arch, the bar alone
+    decides. None when the device is not here or the latency is a stand-in (tests)."""
+    latency = plan.latency
+    if not getattr(latency, "local", False) or not hasattr(latency, "with_correction"):
+        return None
+    from plsearch.latency.engine import measure_model
+    from plsearch.latency.refine import fit_correction
+    from plsearch.latency.screen import screen_arch
+    from plsearch.models import load_model, read_config
+
+    parent_config = read_config(plan.model_dir)
+    absorbed = plan.space.recipe == "pangu"  # pangu exports the absorbed model type
+    pairs = [tuple(p) for p in study.user_attrs.get("latency_pairs", [])]
+    need = plan.need
+    if plan.budget.kind == "relative":
+        # A relative budget is checked against the parent timed the same way, now: a busy
+        # machine or an engine the table misses slows both alike. The parent as
+        # verification times it: loaded from its folder.
+        parent_measured = study.user_attrs.get("screen_parent_tokens_per_s")
+        if parent_measured is None:
+            parent_measured = measure_model(load_model(plan.model_dir)[0], plan.profile,
+                                            repeats=3).tokens_per_s
+            study.set_user_attr("screen_parent_tokens_per_s", parent_measured)
+            pairs.append((plan.parent_tokens_per_s, parent_measured))
+            study.set_user_attr("latency_pairs", [list(p) for p in pairs])
+        need = plan.budget.value * parent_measured
+    state = {"latency": latency}
+    widths = list(study.user_attrs.get("screen_widths", []))
+
+    def refit() -> None:
+        state["latency"] = latency.with_correction(fit_correction(pairs))
+        if narrow is None:
+            return
+        refined = state["latency"]
+        bar = need * (1 + headroom)
+        speed = clearing_speed(bar, widths)
+        left = narrow(lambda arch: refined.tokens_per_s(arch, plan.profile) >= speed)
+        if not left and speed > bar:
+            speed = bar
+            left = narrow(lambda arch: refined.tokens_per_s(arch, plan.profile) >= bar)
+        if stage is not None:
+            stage(f"latency correction refitted on {len(pairs)} measurements: {left:,} "
+                  f"archs predicted at {speed:,.0f} tokens/s or more left to propose"
+                  + (f" (the bar {bar:,.0f} over 1 - {1 - bar / speed:.1%}: how far below "
+                     "their medians the screens' 95% intervals reach at their pair cap)"
+                     if speed > bar else "")
+                  if left else
+                  "no arch of the space meets the budget as measured; stopping")
+
+    if pairs:
+        refit()
+
+    reference = (plan.parent_arch, need / plan.budget.value) \
+        if plan.budget.kind == "relative" else None
+
+    def screen(arch) -> tuple[float, float, bool] | None:
+        checked = screen_arch(arch, need, state["latency"], plan.profile, parent_config,
+                              absorbed=absorbed, reference=reference, headroom=headroom,
+                              parent_dir=plan.model_dir)
+        if checked.pair is None:  # far from the budget: the refined prediction decides
+            return None if checked.feasible else (checked.refined_tokens_per_s, need, False)
+        pairs.append(checked.pair)
+        study.set_user_attr("latency_pairs", [list(p) for p in pairs])
+        widths.append(checked.width)
+        study.set_user_attr("screen_widths", widths)
+        refit()
+        return checked.measured_tokens_per_s, checked.bar, checked.feasible
+
+    return screen
+
+
+def refinement(study: optuna.Study) -> dict[str, Any] | None:
+    """The predictor's error before and after the residual correction (leave-one-out), on
+    every whole-model measurement of the search: pre-build checks and verification, on the
+    scale of the parent's speed measured at verification."""
+    from plsearch.latency.refine import refinement_report
+    from plsearch.search.verify import fully_evaluated
+
+    attrs = study.user_attrs
+    # The screen's measurements are speed-ups times the parent's speed when the search
+    # began; verification's, times the parent's speed then: one scale for both.
+    then, now = (attrs.get("screen_parent_tokens_per_s"),
+                 attrs.get("parent_measured_tokens_per_s"))
+    rescale = now / then if then and now else 1.0
+    pairs = [(p[0], p[1] * rescale) for p in attrs.get("latency_pairs", [])]
+    pairs += [(r.predicted_tokens_per_s, r.measured_tokens_per_s)
+              for r in fully_evaluated(study) if r.measured_tokens_per_s]
+    return refinement_report(pairs) if pairs else None
