@@ -269,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
                                         else float(np.mean(np.abs(anchored) <= 0.10))),
         "anchored_median_signed_pct_error": (None if anchored is None
                                              else float(100 * np.median(anchored))),
+        "by_kind": {k: {"median_abs_pct_error": float(100 * np.median(errors[mask])),
+                        "median_signed_pct_error": float(100 * np.median(signed[mask]))}
+                    for k in ("inside", "outside", "absorbed")
+                    if (mask := np.array([r["kind"] == k for r in results])).any()},
         "refinement_leave_one_out": refined,
         "load_avg": [load_start, load_average()],
         "seconds": time.perf_counter() - start,
@@ -281,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
           "(target |.| <= 3%; + = predicted slower than measured)")
     print(f"  max |error| {summary['max_abs_pct_error']:.1f}%; tokens/s rank correlation "
           f"{rank:.3f}; measurement spread max/min (median) {summary['median_spread_pct']:.1f}%")
+    print("  by kind: " + "; ".join(
+        f"{k} {v['median_abs_pct_error']:.1f}% (signed {v['median_signed_pct_error']:+.1f}%)"
+        for k, v in summary["by_kind"].items()) + " (median |error|)")
     if halves is None:
         print("  repeatability: not measured (one round; --rounds 2 or more)")
     else:

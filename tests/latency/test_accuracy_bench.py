@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 from bench_module import load_bench as _load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,3 +35,8 @@ def test_accuracy_bench_times_each_arch_beside_the_parent(tmp_path, capsys):
                 "speedup_median_signed_pct_error"):
         assert math.isfinite(summary[key])
     assert 0.0 <= summary["speedup_share_within_10pct"] <= 1.0
+    # one arch per kind: each kind's figure is that arch's own error
+    for arch in data["archs"]:
+        assert summary["by_kind"][arch["kind"]]["median_signed_pct_error"] == \
+            pytest.approx(100 * (arch["ratio"] - 1.0))
+    assert "by kind: inside" in printed
