@@ -6,7 +6,8 @@ refine the predictor on what was measured.
     refinement(study)  # the predictor's error before and after the residual correction
 
 Every measurement is kept in the study's attributes (``latency_pairs``, ``screen_widths``,
-``screen_parent_tokens_per_s``), so a resumed search or another worker refines on them too.
+``screen_parent_tokens_per_s``), so a resumed search refines on them too, and so does each
+worker of a shared study on the others' (read back at each of its own screens).
 The timing itself is plsearch.latency.screen; the correction plsearch.latency.refine.
 """
 
@@ -74,8 +75,8 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
             parent_measured = measure_model(load_model(plan.model_dir)[0], plan.profile,
                                             repeats=3).tokens_per_s
             study.set_user_attr("screen_parent_tokens_per_s", parent_measured)
-            pairs.append((plan.parent_tokens_per_s, parent_measured))
-            study.set_user_attr("latency_pairs", [list(p) for p in pairs])
+            pairs = _appended(study, "latency_pairs", [plan.parent_tokens_per_s,
+                                                       parent_measured])
         need = plan.budget.value * parent_measured
     state = {"latency": latency}
     widths = list(study.user_attrs.get("screen_widths", []))
@@ -112,14 +113,22 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
                               parent_dir=plan.model_dir)
         if checked.pair is None:  # far from the budget: the refined prediction decides
             return None if checked.feasible else (checked.refined_tokens_per_s, need, False)
-        pairs.append(checked.pair)
-        study.set_user_attr("latency_pairs", [list(p) for p in pairs])
-        widths.append(checked.width)
-        study.set_user_attr("screen_widths", widths)
+        # another worker's screens (a shared study) are read back with each of this one's
+        pairs[:] = _appended(study, "latency_pairs", list(checked.pair))
+        widths[:] = _appended(study, "screen_widths", checked.width)
         refit()
         return checked.measured_tokens_per_s, checked.bar, checked.feasible
 
     return screen
+
+
+def _appended(study: optuna.Study, key: str, value) -> list:
+    """The study's list attribute ``key`` as stored now, with ``value`` appended and written
+    back: workers sharing a study (PostgreSQL) each add their measurements to one list,
+    not each overwrite it with their own. Pairs come back as tuples."""
+    values = [*study.user_attrs.get(key, []), value]
+    study.set_user_attr(key, values)
+    return [tuple(v) if isinstance(v, list) else v for v in values]
 
 
 def refinement(study: optuna.Study) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from plsearch.latency.refine import fit_correction
 from plsearch.search.run import SearchOptions
 from plsearch.search.screening import clearing_speed, make_screener, refinement
 
@@ -24,22 +25,39 @@ def test_the_refinement_puts_screen_and_verification_measurements_on_one_scale()
     assert refinement(study)["median_signed_before"] == pytest.approx(0.0)
 
 
-def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom(tiny_dir):
-    """SearchOptions.headroom reaches the screen: its bar is the budget, timed beside the
-    parent loaded from its folder, times 1 + headroom."""
-    import math
-
+def _plan(tiny_dir, headroom: float = 0.0):
     from plsearch.config import load_device_profile
-    from plsearch.latency.refine import fit_correction
-    from plsearch.search.budget import parse_budget
     from plsearch.search.pipeline import load_latency
     from plsearch.search.run import plan_search
 
     opts = SearchOptions(budget=tiny_dir["budget"], model=str(tiny_dir["model"]),
                          space=str(tiny_dir["space"]), device_profile=str(tiny_dir["profile"]),
-                         headroom=0.5)
+                         headroom=headroom)
     latency = load_latency(load_device_profile(tiny_dir["profile"]), tiny_dir["table"])
-    plan = plan_search(opts, latency=latency)
+    return plan_search(opts, latency=latency)
+
+
+def _nearest_the_budget(plan, study):
+    """(the arch the screen's refined predictor puts closest to the budget, the budget in
+    tokens/s on the scale of the parent the screener timed): one the screen times."""
+    import math
+
+    then = study.user_attrs["screen_parent_tokens_per_s"]  # the loaded parent, timed now
+    assert then > 0
+    need = plan.budget.value * then
+    # plan.latency, as the screen: candidates as the recipe builds them, post-norm absorbed
+    refined = plan.latency.with_correction(fit_correction(study.user_attrs["latency_pairs"]))
+    near = min(plan.grid.archs(),
+               key=lambda a: abs(math.log(refined.tokens_per_s(a, plan.profile) / need)))
+    gap = refined.tokens_per_s(near, plan.profile) / need - 1
+    assert abs(gap) < 0.15, f"no arch of the tiny space is in the budget band ({gap:+.1%})"
+    return near, need
+
+
+def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom(tiny_dir):
+    """SearchOptions.headroom reaches the screen: its bar is the budget, timed beside the
+    parent loaded from its folder, times 1 + headroom."""
+    plan = _plan(tiny_dir, headroom=0.5)
     study = optuna.create_study(directions=["maximize", "maximize"])
     kept = []  # the proposals' filter after each refit (FeasibleSampler.narrow's ``keep``)
 
@@ -47,17 +65,8 @@ def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom
         kept.append(keep)
         return sum(map(keep, plan.grid.archs()))
 
-    screen = make_screener(plan, study, narrow=narrow, headroom=opts.headroom)
-    then = study.user_attrs["screen_parent_tokens_per_s"]  # the loaded parent, timed now
-    assert then > 0
-    need = parse_budget(opts.budget).value * then
-    # the arch the screen's refined predictor puts closest to the budget: timed, not predicted
-    # (plan.latency, as the screen: candidates as the recipe builds them, post-norm absorbed)
-    refined = plan.latency.with_correction(fit_correction(study.user_attrs["latency_pairs"]))
-    near = min(plan.grid.archs(),
-               key=lambda a: abs(math.log(refined.tokens_per_s(a, plan.profile) / need)))
-    gap = refined.tokens_per_s(near, plan.profile) / need - 1
-    assert abs(gap) < 0.15, f"no arch of the tiny space is in the budget band ({gap:+.1%})"
+    screen = make_screener(plan, study, narrow=narrow, headroom=0.5)
+    near, need = _nearest_the_budget(plan, study)
     measured, bar, meets = screen(near)
     assert bar == pytest.approx(need * 1.5)
     assert not meets or measured >= bar  # cleared only at or above the bar
@@ -82,3 +91,20 @@ def test_the_proposals_limit_is_the_bar_over_one_minus_the_median_width_capped_a
     assert clearing_speed(100.0, [0.02, 0.04, 0.01]) == pytest.approx(100.0 / 0.98)
     # one wide interval (a screen refused after a few pairs) does not rule out the band
     assert clearing_speed(100.0, [0.111]) == pytest.approx(100.0 / 0.95)
+
+
+def test_workers_sharing_a_study_keep_each_others_measurements(tiny_dir):
+    """Two screeners on one study (two workers on PostgreSQL): each adds its measurements
+    to the study's lists and refits on the other's too; neither overwrites the other's."""
+    plan = _plan(tiny_dir)
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    first = make_screener(plan, study)
+    said = []  # the second worker's stage lines: how many measurements each refit used
+    second = make_screener(plan, study, narrow=lambda keep: 1, stage=said.append)  # joins
+    # later: reuses the parent the first one timed
+    assert len(study.user_attrs["latency_pairs"]) == 1
+    near, _ = _nearest_the_budget(plan, study)
+    assert first(near) is not None and second(near) is not None  # both timed it
+    assert len(study.user_attrs["latency_pairs"]) == 3  # the parent's and one per worker
+    assert len(study.user_attrs["screen_widths"]) == 2
+    assert "refitted on 3 measurements" in said[-1]  # the first worker's pair included
