@@ -64,7 +64,7 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
 
     parent_config = read_config(plan.model_dir)
     absorbed = plan.space.recipe == "pangu"  # pangu exports the absorbed model type
-    pairs = [tuple(p) for p in study.user_attrs.get("latency_pairs", [])]
+    pairs = _stored(study, "latency_pairs")
     need = plan.need
     if plan.budget.kind == "relative":
         # A relative budget is checked against the parent timed the same way, now: a busy
@@ -75,11 +75,11 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
             parent_measured = measure_model(load_model(plan.model_dir)[0], plan.profile,
                                             repeats=3).tokens_per_s
             study.set_user_attr("screen_parent_tokens_per_s", parent_measured)
-            pairs = _appended(study, "latency_pairs", [plan.parent_tokens_per_s,
-                                                       parent_measured])
+            pairs = _appended(study, "latency_pairs", (plan.parent_tokens_per_s,
+                                                       parent_measured))
         need = plan.budget.value * parent_measured
     state = {"latency": latency}
-    widths = list(study.user_attrs.get("screen_widths", []))
+    widths = _stored(study, "screen_widths")
 
     def refit() -> None:
         state["latency"] = latency.with_correction(fit_correction(pairs))
@@ -114,7 +114,7 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
         if checked.pair is None:  # far from the budget: the refined prediction decides
             return None if checked.feasible else (checked.refined_tokens_per_s, need, False)
         # another worker's screens (a shared study) are read back with each of this one's
-        pairs[:] = _appended(study, "latency_pairs", list(checked.pair))
+        pairs[:] = _appended(study, "latency_pairs", checked.pair)
         widths[:] = _appended(study, "screen_widths", checked.width)
         refit()
         return checked.measured_tokens_per_s, checked.bar, checked.feasible
@@ -122,13 +122,18 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
     return screen
 
 
+def _stored(study: optuna.Study, key: str) -> list:
+    """The study's list attribute ``key`` as stored now; pairs come back as tuples."""
+    return [tuple(v) if isinstance(v, list) else v for v in study.user_attrs.get(key, [])]
+
+
 def _appended(study: optuna.Study, key: str, value) -> list:
-    """The study's list attribute ``key`` as stored now, with ``value`` appended and written
-    back: workers sharing a study (PostgreSQL) each add their measurements to one list,
-    not each overwrite it with their own. Pairs come back as tuples."""
-    values = [*study.user_attrs.get(key, []), value]
-    study.set_user_attr(key, values)
-    return [tuple(v) if isinstance(v, list) else v for v in values]
+    """``_stored`` with ``value`` appended and written back: workers sharing a study
+    (PostgreSQL) each add their measurements to one list, not each overwrite it with
+    their own."""
+    values = [*_stored(study, key), value]
+    study.set_user_attr(key, [list(v) if isinstance(v, tuple) else v for v in values])
+    return values
 
 
 def refinement(study: optuna.Study) -> dict[str, Any] | None:
