@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from plsearch.config import load_device_profile
     from plsearch.families import get_family
+    from plsearch.latency.drift import table_models
     from plsearch.latency.engine import (
         TORCH_DTYPES,
         build_random_model,
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     reference = len(cases)
     # and so are the table's own whole models (not scored): now against the table is how far
     # the host drifted since the table was measured
-    then = _table_models(table, predictor.model_type, parent, workload)
+    then = [(m.arch, m.median_ms) for m in table_models(table, predictor.model_type, parent=parent)
+            if m.workload == workload]
     timed = [*cases, ("parent", parent, False), *[("table", a, False) for a, _ in then]]
     measured: dict[int, list[float]] = {i: [] for i in range(len(timed))}
     by_round: dict[int, list[list[float]]] = {i: [] for i in range(len(timed))}
@@ -318,22 +320,6 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({"summary": summary, "archs": results},
                                               indent=2) + "\n")
     return 0
-
-
-def _table_models(table, model_type: str, parent, workload) -> list[tuple[object, float]]:
-    """(arch, median ms) of the table's whole-model rows of ``workload`` (latest run)."""
-    from plsearch.latency.table import rows_for_fingerprint
-
-    rows = rows_for_fingerprint(table)
-    rows = rows[(rows["part"] == "model") & (rows["phase"] == "workload")
-                & (rows["model_type"] == model_type)
-                & (rows["batch_size"] == workload.batch_size)
-                & (rows["seq_len"] == workload.prompt_len)
-                & (rows["generated_len"] == workload.generated_len)]
-    keys = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
-            "intermediate_size")
-    return [(parent.replace(**{k: int(r[k]) for k in keys}), float(r["median_ms"]))
-            for r in rows.to_dict("records")]
 
 
 def _halves_disagreement(rounds: list[list[float]]) -> float:

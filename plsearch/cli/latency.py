@@ -1,4 +1,4 @@
-"""`plsearch profile-npu`, `plsearch latency fit|predict|analytic`."""
+"""`plsearch profile-npu`, `plsearch latency fit|predict|analytic|check` (check: latency_check)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,10 @@ def register(sub) -> None:
     an.add_argument("--space", help="search-space YAML whose arch axes define the grid")
     an.add_argument("--out", help="CSV to write (default latency_db/<profile>-analytic.csv)")
     an.set_defaults(func=cmd_analytic)
+
+    from plsearch.cli.latency_check import add_check
+
+    add_check(lsub)
 
 
 def _profile_arg(p) -> None:

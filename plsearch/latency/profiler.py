@@ -80,6 +80,7 @@ __all__ = [
     "plan_measurements",
     "profile_rows",
     "sample_archs",
+    "time_visit",
 ]
 
 logger = logging.getLogger(__name__)
@@ -372,7 +373,7 @@ def profile_rows(
             for i in order:
                 m = plan[i]
                 salt = (seed * 100003 + i) * 31 + attempt * settings.rounds + r
-                samples[i].append(_visit(m, family, parent_config, timer, profile, dtype,
+                samples[i].append(time_visit(m, family, parent_config, timer, profile, dtype,
                                          settings, salt))
                 loads[i], stamps[i] = load_average(), _now()
                 done += 1
@@ -432,9 +433,10 @@ def sample_spread(rounds: Sequence[Sequence[float]]) -> float:
     return statistics.median(abs(m - center) for m in medians) / center
 
 
-def _visit(m: Measurement, family, parent_config, timer, profile, dtype, settings,
+def time_visit(m: Measurement, family, parent_config, timer, profile, dtype, settings,
            salt: int) -> list[float]:
-    """One visit of a row: build its modules, warm up, return the timed samples (ms)."""
+    """One visit of a row: build its modules, warm up, return the timed samples (ms).
+    (plsearch.latency.drift times a table's model rows again through it.)"""
     generator = torch.Generator().manual_seed(salt)
     torch.manual_seed(salt)  # module init inside HF constructors
     if m.part == "block":
