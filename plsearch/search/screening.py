@@ -77,6 +77,13 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
             study.set_user_attr("screen_parent_tokens_per_s", parent_measured)
             pairs = _appended(study, "latency_pairs", (plan.parent_tokens_per_s,
                                                        parent_measured))
+            if stage is not None:  # how far the machine drifted since the table
+                stage(f"the parent timed now through {plan.profile.engine}: "
+                      f"{parent_measured:,.0f} tokens/s, the table predicts "
+                      f"{plan.parent_tokens_per_s:,.0f} "
+                      f"({parent_measured / plan.parent_tokens_per_s - 1:+.1%}); the budget "
+                      "follows the measured speed, and each measurement corrects the "
+                      "predictor")
         need = plan.budget.value * parent_measured
     state = {"latency": latency}
     widths = _stored(study, "screen_widths")

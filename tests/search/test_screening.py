@@ -98,7 +98,12 @@ def test_workers_sharing_a_study_keep_each_others_measurements(tiny_dir):
     to the study's lists and refits on the other's too; neither overwrites the other's."""
     plan = _plan(tiny_dir)
     study = optuna.create_study(directions=["maximize", "maximize"])
-    first = make_screener(plan, study)
+    first_said = []  # the first worker times the parent and says how far it drifted
+    first = make_screener(plan, study, stage=first_said.append)
+    (line,) = first_said
+    then = study.user_attrs["screen_parent_tokens_per_s"]
+    assert f"the parent timed now through hf-generate: {then:,.0f} tokens/s" in line
+    assert f"({then / plan.parent_tokens_per_s - 1:+.1%})" in line
     said = []  # the second worker's stage lines: how many measurements each refit used
     second = make_screener(plan, study, narrow=lambda keep: 1, stage=said.append)  # joins
     # later: reuses the parent the first one timed
@@ -108,3 +113,4 @@ def test_workers_sharing_a_study_keep_each_others_measurements(tiny_dir):
     assert len(study.user_attrs["latency_pairs"]) == 3  # the parent's and one per worker
     assert len(study.user_attrs["screen_widths"]) == 2
     assert "refitted on 3 measurements" in said[-1]  # the first worker's pair included
+    assert not any("the parent timed now" in x for x in said)  # it reused the first's
