@@ -49,7 +49,8 @@ import numpy as np
 def _in_model(m) -> str:
     if m is None:
         return "not measured"
-    return f"prefill x {m.prefill_scale:.3f}, decode step {m.decode_overhead_ms:+.3f} ms"
+    return (f"prefill x {m.prefill_scale:.3f}, decode step {m.decode_overhead_ms:+.3f} ms a layer "
+            f"+ {m.step_overhead_ms:.3f} ms")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,6 +312,23 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['speedup_median_abs_pct_error']:.1f}%, within +-10% "
           f"{100 * summary['speedup_share_within_10pct']:.0f}%, median signed "
           f"{summary['speedup_median_signed_pct_error']:+.1f}% (+ = predicted faster)")
+    # the same measurements against the predictor without the step cost c (o alone takes up
+    # what a decode step costs beyond the head rows, as before the depth ladder): side by side
+    if predictor.in_model.step_overhead_ms > 0:
+        summary["without_step_cost"] = without = _without_step(
+            predictor, table, parent, cases, results, workload, host_drift)
+        print(f"  without the step cost c = {predictor.in_model.step_overhead_ms:.3f} ms (o "
+              f"alone, {without['decode_overhead_ms']:+.3f} ms): median |error| "
+              f"{without['median_abs_pct_error']:.1f}%, within +-10% "
+              f"{100 * without['share_within_10pct']:.0f}%, median signed "
+              f"{without['median_signed_pct_error']:+.1f}%; re-anchored "
+              f"{without['anchored_median_abs_pct_error']:.1f}% / "
+              f"{100 * without['anchored_share_within_10pct']:.0f}% / "
+              f"{without['anchored_median_signed_pct_error']:+.1f}%; speed-ups "
+              f"{without['speedup_median_abs_pct_error']:.1f}% / "
+              f"{100 * without['speedup_share_within_10pct']:.0f}% / "
+              f"{without['speedup_median_signed_pct_error']:+.1f}%; outside the space "
+              f"{without['outside_median_abs_pct_error']:.1f}%")
     ra, rb = refined["median_abs_before"], refined["median_abs_after"]
     print(f"  residual correction (leave-one-out): median |error| {100 * ra:.1f}% -> "
           f"{100 * rb:.1f}%" if rb is not None else "  residual correction: too few archs")
@@ -320,6 +338,43 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({"summary": summary, "archs": results},
                                               indent=2) + "\n")
     return 0
+
+
+def _figures(signed: np.ndarray, prefix: str = "") -> dict[str, float]:
+    """Median |error| (%), share within +-10%, median signed error (%) of signed errors."""
+    return {f"{prefix}median_abs_pct_error": float(100 * np.median(np.abs(signed))),
+            f"{prefix}share_within_10pct": float(np.mean(np.abs(signed) <= 0.10)),
+            f"{prefix}median_signed_pct_error": float(100 * np.median(signed))}
+
+
+def _without_step(predictor, table, parent, cases, results, workload, host_drift
+                  ) -> dict[str, float]:
+    """The bench's figures for the same measurements, predicted with ``c`` = 0 (``o`` refitted
+    alone, as before the profile's depth ladder)."""
+    from plsearch.latency.predictor import fit_in_model, predict_latency
+    from plsearch.latency.table import rows_for_fingerprint
+
+    rows = rows_for_fingerprint(table)
+    rows = rows[rows["part"] == "model"]
+    absorbed_rows = rows[rows["model_type"] != predictor.model_type]
+    plain = dataclasses.replace(
+        predictor,
+        in_model=fit_in_model(predictor, rows[rows["model_type"] == predictor.model_type], 0.0),
+        absorbed_in_model=(fit_in_model(predictor, absorbed_rows, 0.0)
+                           if len(absorbed_rows) else None))
+    predicted = np.array([predict_latency(arch, workload, plain, absorbed=ab).total_ms
+                          for _, arch, ab in cases])
+    measured = np.array([r["measured_ms"] for r in results])
+    speedups = predict_latency(parent, workload, plain).total_ms / predicted
+    out = {"decode_overhead_ms": plain.in_model.decode_overhead_ms,
+           **_figures(predicted / measured - 1.0),
+           **_figures(speedups / np.array([r["measured_speedup"] for r in results]) - 1.0,
+                      "speedup_"),
+           **_figures(predicted[[k == "outside" for k, _, _ in cases]]
+                      / measured[[k == "outside" for k, _, _ in cases]] - 1.0, "outside_")}
+    if host_drift is not None:
+        out.update(_figures(predicted / measured * (1.0 + host_drift) - 1.0, "anchored_"))
+    return out
 
 
 def _halves_disagreement(rounds: list[list[float]]) -> float:

@@ -274,7 +274,10 @@ def cmd_fit(args) -> int:
           f"{predictor.engine}); predictor -> {out}")
     m = predictor.in_model
     print(f"a layer inside the whole model: prefill x {m.prefill_scale:.3f}, each decode step "
-          f"{m.decode_overhead_ms:+.3f} ms (fitted on the table's whole-model rows)")
+          f"{m.decode_overhead_ms:+.3f} ms; each decode step of a model with layers "
+          f"+{m.step_overhead_ms:.3f} ms (fitted on the table's whole-model rows"
+          + ("" if m.step_overhead_ms else "; 0 without models that differ in depth only")
+          + ")")
     print("whole-model validation (each arch predicted with the in-model layer cost fitted on "
           "the other archs; block and head fits never see model rows):")
     for _, r in report.rows.sort_values(["phase", "arch"]).iterrows():

@@ -107,12 +107,14 @@ def _peak(profile: DeviceProfile):
 
 def analytic_rows(parent_config, profile: DeviceProfile, axes=None) -> list[dict[str, object]]:
     """Block, head and whole-model rows of the profile's grid, computed from its peaks."""
-    from plsearch.latency.profiler import FULL, plan_measurements
+    from plsearch.latency.profiler import FULL, plan_measurements, widths
 
     peak = _peak(profile)
     plan = plan_measurements(parent_config, profile, FULL, axes=axes, seed=0)
-    if not any(m.part == "model" for m in plan):  # a coarse grid leaves no held-out shape
-        plan += _whole_models(parent_config, profile, axes)
+    # a coarse grid leaves no held-out shape: only the depth ladder has whole models then
+    wholes = {m.arch for m in plan if m.part == "model"}
+    if len({widths(a) for a in wholes}) < 2:
+        plan += [m for m in _whole_models(parent_config, profile, axes) if m.arch not in wholes]
     fingerprint = {
         "backend": profile.kind, "clock": ANALYTIC_CLOCK,
         "device_name": f"{profile.name} peaks: {peak.compute_tflops:g} TFLOPS, "

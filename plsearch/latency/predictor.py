@@ -22,7 +22,7 @@ not measured).
 A whole model is composed as
 
     prefill  = L * s * block_prefill(batch, prompt) + head_prefill(batch, prompt)
-    decode_k = L * (block_decode(batch, context = prompt + k) + o) + head_decode(batch, context)
+    decode_k = L * (block_decode(batch, context = prompt + k) + o) + c + head_decode(batch)
     tokens/s = batch * generated / (prefill + sum over k = 1 .. generated - 1 of decode_k)
 
 (the first generated token comes from the prefill logits). A layer costs a little more
@@ -39,7 +39,12 @@ size: fitted as a factor on mid-sized archs it predicted small ones up to 15% to
 On 3 quick tables of one AMD EPYC VM, each with the 14 held-out archs of
 bench/latency_accuracy.py (2026-12-02), speed-ups over the parent fell within +-10% for
 95% of the 42 archs with the constant, 67% with a decode factor (median signed error
-+2.6% against +7.1%). ``validate_predictor`` reports the error on each whole model with
++2.6% against +7.1%). A decode step of a model with any layers also costs ``c`` ms more
+than the head rows (a model without layers) say: the lm_head's step timed inside
+generate() took 1.37 ms without layers, 1.79-1.94 ms behind 2 or 8 (d256, AMD VM). Fitted
+into ``o`` alone, it went to the deep models the rows were, and shallow models came out
+too fast. ``c`` is fitted on the profile's depth ladder (the parent's widths at a few
+depths), and ``o`` on all rows once ``c`` is taken out. ``validate_predictor`` reports the error on each whole model with
 ``InModel`` fitted on the other archs only (leave one arch out).
 
 A family whose post-norms the pangu recipe absorbs (glm4 -> glm: two RMSNorms fewer per
@@ -83,7 +88,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT = "plsearch-latency-predictor"
-FORMAT_VERSION = 3  # 2: engine and analytic fields; 3: in_model replaces layer_scale
+# 2: engine and analytic fields; 3: in_model replaces layer_scale; 4: in_model's
+# step_overhead_ms (a version 3 file reads as 0 there: fitted without a depth ladder)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (3, FORMAT_VERSION)
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 BLOCK_FEATURES = (
     "const", "proj_flops", "attn_flops", "weight_bytes", "kv_bytes", "act_bytes",
@@ -161,13 +169,17 @@ class InModel:
 
     prefill_scale: float = 1.0  # prefill time = block prefill time x this
     decode_overhead_ms: float = 0.0  # each decode step of a layer costs this much more
+    # each decode step of a model with layers costs this much more than the head rows say
+    step_overhead_ms: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> InModel:
-        return cls(float(data["prefill_scale"]), float(data["decode_overhead_ms"]))
+        # a predictor written before step_overhead_ms was fitted had none (0)
+        return cls(float(data["prefill_scale"]), float(data["decode_overhead_ms"]),
+                   float(data.get("step_overhead_ms", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -271,10 +283,11 @@ def fit_predictor(table: pd.DataFrame, seed: int = 0) -> LatencyPredictor:
                                  fingerprint=fingerprint, seed=seed, meta=meta,
                                  engine=str(last["engine"]),
                                  analytic=str(last["clock"]) == ANALYTIC_CLOCK)
-    models = rows[rows["part"] == "model"]
+    in_model = fit_in_model(predictor, rows[rows["part"] == "model"])
+    # the step's cost is the engine's, whatever the layers' type: the ladder's, for both
     return dataclasses.replace(
-        predictor, in_model=fit_in_model(predictor, models),
-        absorbed_in_model=(fit_in_model(predictor, absorbed_models)
+        predictor, in_model=in_model,
+        absorbed_in_model=(fit_in_model(predictor, absorbed_models, in_model.step_overhead_ms)
                            if len(absorbed_models) else None))
 
 
@@ -289,16 +302,22 @@ def _absorbed_type(model_type: str) -> str | None:
         return None
 
 
-def fit_in_model(predictor: LatencyPredictor, models: pd.DataFrame) -> InModel:
-    """``InModel`` from whole-model rows: medians over the rows, each clipped to its range.
+def fit_in_model(predictor: LatencyPredictor, models: pd.DataFrame,
+                 step_overhead_ms: float | None = None) -> InModel:
+    """``InModel`` from whole-model rows, each value clipped to its range.
 
-    Prefill rows give the factor: (model - head) / layers' block time. Workload rows, with
-    the prefill part taken out at that factor, give the overhead: (what is left - head -
-    layers' decode block time) / (layers x decode steps). A phase without rows keeps the
-    neutral value (1, 0).
+    Prefill rows give the factor: the median of (model - head) / layers' block time.
+    Workload rows, with the prefill part taken out at that factor, leave each decode step
+    ``r`` = (what is left - head - layers' decode block time) / steps. A model of ``L``
+    layers pays ``r = c + L * o``: ``c`` what a step costs more once any layer runs before
+    the head (the head rows time a model without layers), ``o`` what each layer adds. ``c``
+    is the intercept of a line through rows that differ in depth only (the profile's
+    ``depth_ladder``; weighted by 1 / time^2 as the cost fits), else ``step_overhead_ms``
+    (0 when neither: a table profiled before the ladder); ``o`` the median of
+    ``(r - c) / L``. A phase without rows keeps the neutral value (1, 0).
     """
     unit = dataclasses.replace(predictor, in_model=InModel())
-    ratios, overheads, step_ms = [], [], []
+    ratios, steps, block_ms = [], [], []
     for r in models[models["phase"] == "prefill"].to_dict("records"):
         arch, w = _arch_of_row(r), Workload(int(r["batch_size"]), int(r["seq_len"]), 1)
         pred = predict_latency(arch, w, unit)
@@ -310,13 +329,49 @@ def fit_in_model(predictor: LatencyPredictor, models: pd.DataFrame) -> InModel:
         arch = _arch_of_row(r)
         w = Workload(int(r["batch_size"]), int(r["seq_len"]), int(r["generated_len"]))
         b = predict_latency(arch, w, unit).breakdown
-        calls = arch.num_hidden_layers * (w.generated_len - 1)  # layer decode steps
-        if calls > 0:
+        n = w.generated_len - 1  # decode steps
+        if n > 0:
             rest = float(r["median_ms"]) - prefill * b["prefill_blocks_ms"] - b["prefill_head_ms"]
-            overheads.append((rest - b["decode_head_ms"] - b["decode_blocks_ms"]) / calls)
-            step_ms.append(b["decode_blocks_ms"] / calls)
-    bounds = tuple(x * float(np.median(step_ms)) for x in _OVERHEAD_RANGE) if step_ms else (0, 0)
-    return InModel(prefill, _clipped(overheads, 0.0, bounds))
+            steps.append(_Step(
+                widths=tuple(getattr(arch, k) for k in _SHAPE_KEYS if k != "num_hidden_layers"),
+                layers=arch.num_hidden_layers,
+                residual_ms=(rest - b["decode_head_ms"] - b["decode_blocks_ms"]) / n,
+                total_ms=float(r["median_ms"])))
+            block_ms.append(b["decode_blocks_ms"] / (n * arch.num_hidden_layers))
+    if not steps:
+        return InModel(prefill, 0.0, step_overhead_ms or 0.0)
+    if step_overhead_ms is None:
+        step_overhead_ms = _step_intercept(steps)
+    bounds = tuple(x * float(np.median(block_ms)) for x in _OVERHEAD_RANGE)
+    overheads = [(s.residual_ms - step_overhead_ms) / s.layers for s in steps]
+    return InModel(prefill, _clipped(overheads, 0.0, bounds), step_overhead_ms)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A workload row's decode step left over by the unit predictor (fit_in_model)."""
+
+    widths: tuple  # the arch's fields but depth: rows alike here differ in depth only
+    layers: int
+    residual_ms: float
+    total_ms: float
+
+
+def _step_intercept(steps: list[_Step]) -> float:
+    """``c`` of ``r = c + L * o`` on the widest set of rows that differ in depth only (at
+    least two depths), clipped to [0, their largest ``r``]; 0 without such rows."""
+    groups: dict[tuple, list[_Step]] = {}
+    for s in steps:
+        groups.setdefault(s.widths, []).append(s)
+    ladder = max(groups.values(), key=lambda g: (len({s.layers for s in g}), len(g)))
+    if len({s.layers for s in ladder}) < 2:
+        return 0.0
+    depth = np.array([s.layers for s in ladder], dtype=np.float64)
+    residual = np.array([s.residual_ms for s in ladder])
+    weight = 1.0 / np.array([s.total_ms for s in ladder])  # rows of relative noise
+    design = np.column_stack([np.ones_like(depth), depth]) * weight[:, None]
+    intercept = float(np.linalg.lstsq(design, residual * weight, rcond=None)[0][0])
+    return float(min(max(intercept, 0.0), max(0.0, residual.max())))
 
 
 def _clipped(values: list[float], neutral: float, bounds: tuple[float, float]) -> float:
@@ -418,7 +473,7 @@ def predict_latency(
     steps = len(contexts)
     decode_blocks = layers * float(
         np.sum(predictor.block_ms(arch, "decode", b, 1, contexts))
-        + steps * in_model.decode_overhead_ms)
+        + steps * in_model.decode_overhead_ms) + steps * in_model.step_overhead_ms * (layers > 0)
     decode_head = float(np.sum(predictor.head_ms(arch, "decode", b * np.ones(steps), 1)))
     prefill = prefill_blocks + prefill_head
     decode = decode_blocks + decode_head
@@ -546,7 +601,7 @@ def load_predictor(path: str | Path) -> LatencyPredictor:
             f"{path} is not a readable predictor ({exc}); re-run `plsearch latency fit`"
         ) from None
     try:
-        if data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
+        if data.get("format") != FORMAT or data.get("version") not in READABLE_VERSIONS:
             raise KeyError("format")
         costs = {}
         for key, c in data["costs"].items():

@@ -23,7 +23,9 @@ greedy next-token choice, logits of the last position only):
   engine's cost per step).
 - ``model``: a few whole candidates (config_for_arch, random weights) through the engine:
   ``prefill`` alone and ``workload`` (prefill + generated_len - 1 decode steps). The cost
-  models never fit on them; they give the layer scale (and validate the predictor). Where
+  models never fit on them; they give the layer scale (and validate the predictor), and
+  the parent's widths at a few depths (``depth_ladder``) give the cost of a decode step
+  once layers run before the head. Where
   the family has a post-norm-absorbed model type (glm4 -> glm, what the pangu recipe
   exports) the same archs are timed as that type too: rows of that ``model_type``, which
   give the absorbed layer scale.
@@ -97,6 +99,7 @@ class ProfileSettings:
     prefill_fractions: tuple[float, ...]  # prompt lengths as fractions of the workload's
     decode_points: int  # decode contexts spread over [1 .. prompt + generated]
     models: int  # whole candidates timed end to end (validation only)
+    depths: int  # whole models of the parent's widths at this many depths (see plan_measurements)
     block_stack: int  # distinct layers timed together per block row (see _time_block)
     warmup: int  # untimed calls at every visit of a row
     repeats: int  # timed calls per visit, block and head rows
@@ -108,11 +111,11 @@ class ProfileSettings:
 
 
 QUICK = ProfileSettings(
-    block_shapes=20, prefill_fractions=(0.5, 1.0), decode_points=3, models=4,
+    block_shapes=20, prefill_fractions=(0.5, 1.0), decode_points=3, models=4, depths=3,
     block_stack=4, warmup=1, repeats=3, model_repeats=2,
 )
 FULL = ProfileSettings(
-    block_shapes=64, prefill_fractions=(0.25, 0.5, 1.0), decode_points=6, models=10,
+    block_shapes=64, prefill_fractions=(0.25, 0.5, 1.0), decode_points=6, models=10, depths=4,
     block_stack=4, warmup=2, repeats=5, model_repeats=2, retries=2,
 )
 
@@ -301,15 +304,28 @@ def plan_measurements(
                           exclude_widths={widths(a) for a in shapes})
     # the same archs as the absorbed type too, where the family has one (pangu exports it)
     kinds = (False, True) if getattr(family, "absorbed_model_type", None) else (False,)
-    for arch in models:
-        for absorbed in kinds:
-            plan.append(Measurement("model", "prefill", arch, b, w.prompt_len, w.prompt_len,
-                                    absorbed=absorbed))
-            plan.append(Measurement("model", "workload", arch, b, w.prompt_len,
-                                    w.prompt_len + w.generated_len - 1, w.generated_len,
-                                    absorbed=absorbed))
+    wholes = [(arch, absorbed) for arch in models for absorbed in kinds]
+    wholes += [(a, False) for a in depth_ladder(axes, parent, settings.depths) if a not in models]
+    for arch, absorbed in wholes:
+        plan.append(Measurement("model", "prefill", arch, b, w.prompt_len, w.prompt_len,
+                                absorbed=absorbed))
+        plan.append(Measurement("model", "workload", arch, b, w.prompt_len,
+                                w.prompt_len + w.generated_len - 1, w.generated_len,
+                                absorbed=absorbed))
     rng.shuffle(plan)
     return plan
+
+
+def depth_ladder(axes: ArchAxes, parent: ArchConfig, n: int) -> list[ArchConfig]:
+    """The parent's widths at ``n`` depths spread from the shallowest on the axes to the
+    deepest: whole models that differ in depth only. Their per-step time against their
+    depth separates what each layer adds inside the engine from what a step costs once
+    any layer runs before the head, which a head row (a model without layers) misses."""
+    depths = axes.num_hidden_layers
+    if n <= 0 or not depths:
+        return []
+    picks = sorted({depths[round(i * (len(depths) - 1) / max(1, n - 1))] for i in range(n)})
+    return [parent.replace(num_hidden_layers=d) for d in picks]
 
 
 def _fits(arch: ArchConfig, axes: ArchAxes) -> bool:

@@ -22,12 +22,13 @@ def test_the_tables_models_are_its_workload_rows_of_both_model_types(tiny_dir):
     table = read_table(tiny_dir["table"])
     rows = _workload_rows(table)
     models = table_models(table, "glm4", absorbed_type="glm")
-    assert len(models) == len(rows) == 4  # 2 archs, each as glm4 and as its absorbed glm
-    assert sorted(m.absorbed for m in models) == [False, False, True, True]
+    # 2 archs, each as glm4 and as its absorbed glm, and the parent's widths at 3 depths
+    assert len(models) == len(rows) == 7
+    assert sorted(m.absorbed for m in models) == [False] * 5 + [True] * 2
     assert sorted(m.median_ms for m in models) == sorted(rows["median_ms"])
     assert all((m.workload.batch_size, m.workload.prompt_len, m.workload.generated_len)
                == (1, 16, 4) for m in models)  # the tiny profile's workload, as profiled
-    assert len(table_models(table, "glm4")) == 2  # without the absorbed type
+    assert len(table_models(table, "glm4")) == 5  # without the absorbed type
     # each is timed as profile-npu planned its row: the same call, context included
     for m, r in zip(sorted(models, key=lambda m: m.median_ms),
                     rows.sort_values("median_ms").to_dict("records")):
@@ -43,13 +44,13 @@ def test_check_times_each_model_again_and_compares_with_the_table(tiny_dir):
     table = read_table(tiny_dir["table"])
     report = check_drift(table, read_config(tiny_dir["model"]),
                          load_device_profile(tiny_dir["profile"]), rounds=2, repeats=2)
-    assert len(report.models) == 4
+    assert len(report.models) == 7
     for m in report.models:
         assert len(m.samples_ms) == 4  # rounds x repeats
         assert m.drift == pytest.approx(m.now_ms / m.model.median_ms - 1)
         assert 0.1 < m.now_ms / m.model.median_ms < 10  # the same models, minutes apart
     drifts = sorted(m.drift for m in report.models)
-    assert report.median_drift == pytest.approx((drifts[1] + drifts[2]) / 2)
+    assert report.median_drift == pytest.approx(drifts[3])  # the middle of 7
 
 
 def test_the_table_not_the_machine_sets_the_reference(tiny_dir, tmp_path):
@@ -72,13 +73,13 @@ def test_cli_check_exits_1_beyond_the_drift_allowed(tiny_dir, capsys):
             str(tiny_dir["model"]), "--device-profile", str(tiny_dir["profile"]), "--rounds", "1"]
     assert main([*base, "--max-drift", "100"]) == 0
     out = capsys.readouterr().out
-    assert "its 4 whole models" in out and "within the 10000% allowed" in out
-    assert out.count(" ms   now ") == 4 and out.count("(absorbed type)") == 2
+    assert "its 7 whole models" in out and "within the 10000% allowed" in out
+    assert out.count(" ms   now ") == 7 and out.count("(absorbed type)") == 2
     assert main([*base, "--max-drift", "0", "--json"]) == 1  # no timing matches to the bit
     result = json.loads(capsys.readouterr().out)
-    assert result["within"] is False and len(result["models"]) == 4
+    assert result["within"] is False and len(result["models"]) == 7
     drifts = sorted(m["drift"] for m in result["models"])
-    assert result["median_drift"] == pytest.approx((drifts[1] + drifts[2]) / 2)
+    assert result["median_drift"] == pytest.approx(drifts[3])  # the middle of 7
     assert {m["table_ms"] for m in result["models"]} == set(
         _workload_rows(read_table(tiny_dir["table"]))["median_ms"])
 

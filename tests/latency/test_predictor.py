@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -189,10 +190,10 @@ def test_a_broken_tables_in_model_cost_is_clipped(tmp_path):
 MODEL_ARCHS = ((2, 64), (4, 96), (6, 128), (3, 80))  # (layers, hidden) of the model rows
 
 
-def _model_rows(unit, in_model: InModel, model_type="glm4") -> list[dict]:
-    """Whole-model rows of 4 archs whose layers cost ``in_model`` against their block rows."""
+def _model_rows(unit, in_model: InModel, model_type="glm4", archs=MODEL_ARCHS) -> list[dict]:
+    """Whole-model rows of ``archs`` whose layers cost ``in_model`` against their block rows."""
     rows = []
-    for layers, hidden in MODEL_ARCHS:
+    for layers, hidden in archs:
         arch = BASE.replace(num_hidden_layers=layers, hidden_size=hidden)
         pre = predict_latency(arch, Workload(2, 16, 1), unit).breakdown
         rows.append(row("model", "prefill", arch, layers, 2, 16, 16,
@@ -201,7 +202,7 @@ def _model_rows(unit, in_model: InModel, model_type="glm4") -> list[dict]:
         b = predict_latency(arch, Workload(2, 16, 5), unit).breakdown
         ms = (in_model.prefill_scale * b["prefill_blocks_ms"] + b["prefill_head_ms"]
               + b["decode_blocks_ms"] + layers * 4 * in_model.decode_overhead_ms
-              + b["decode_head_ms"])
+              + 4 * in_model.step_overhead_ms + b["decode_head_ms"])
         rows.append(row("model", "workload", arch, layers, 2, 16, 20, ms, generated=5))
     for r in rows:
         r["model_type"] = model_type
@@ -228,4 +229,59 @@ def test_absorbed_model_rows_give_the_absorbed_types_own_in_model_cost(tmp_path)
     assert predict_latency(arch, w, unit, absorbed=True).tokens_per_s == pytest.approx(
         predict_latency(arch, w, unit).tokens_per_s)  # not measured: the plain cost serves
     save_predictor(predictor, tmp_path / "p.json")
+    assert load_predictor(tmp_path / "p.json") == predictor
+
+
+LADDER = tuple((n, BASE.hidden_size) for n in (2, 4, 8))  # the parent's widths at 3 depths
+
+
+def test_the_depth_ladder_separates_the_steps_cost_from_each_layers(tmp_path):
+    # a decode step costs c more once any layer runs before the head, each layer o more:
+    # the ladder (one width, several depths) pins c; the other archs' o follows with c out
+    rows = synthetic_rows()
+    unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
+    truth = InModel(1.05, 0.004, 0.03)
+    absorbed = InModel(1.0, 0.001, 0.03)  # the engine's step costs the same for either type
+    table = append_rows(tmp_path / "t.csv", rows + _model_rows(unit, truth, archs=MODEL_ARCHS
+                                                               + LADDER)
+                        + _model_rows(unit, absorbed, model_type="glm"))
+    predictor = fit_predictor(table)
+    for fitted, want in ((predictor.in_model, truth), (predictor.absorbed_in_model, absorbed)):
+        assert fitted.prefill_scale == pytest.approx(want.prefill_scale)
+        assert fitted.decode_overhead_ms == pytest.approx(want.decode_overhead_ms)
+        assert fitted.step_overhead_ms == pytest.approx(want.step_overhead_ms)
+    report = validate_predictor(predictor, table)  # leave one arch out: two depths remain
+    assert report.count("workload") == len(MODEL_ARCHS + LADDER)
+    assert report.median_ape(None) < 1e-9
+    save_predictor(predictor, tmp_path / "p.json")
+    assert load_predictor(tmp_path / "p.json") == predictor
+
+
+def test_without_the_ladder_a_shallow_model_comes_out_too_fast(tmp_path):
+    # what the ladder fixes: fitted into o alone, c goes to the deep models the rows were
+    rows = synthetic_rows()
+    unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
+    truth = InModel(1.0, 0.004, 0.03)
+    w, shallow, deep = Workload(2, 16, 5), BASE.replace(num_hidden_layers=1), BASE
+    ladder = fit_predictor(append_rows(tmp_path / "l.csv", rows + _model_rows(
+        unit, truth, archs=LADDER)))
+    spread = fit_predictor(append_rows(tmp_path / "s.csv", rows + _model_rows(
+        unit, truth, archs=((6, 64), (8, 96)))))  # one depth per width: no ladder
+    assert spread.in_model.step_overhead_ms == 0.0
+    for arch in (shallow, deep):
+        b = predict_latency(arch, w, unit).breakdown
+        ms = sum(b.values()) + 4 * (arch.num_hidden_layers * 0.004 + 0.03)
+        assert predict_latency(arch, w, ladder).total_ms == pytest.approx(ms, rel=1e-9)
+    b = predict_latency(shallow, w, unit).breakdown
+    assert predict_latency(shallow, w, spread).total_ms < sum(b.values()) + 4 * (0.004 + 0.03)
+
+
+def test_a_predictor_saved_before_the_step_cost_loads_with_none(table, tmp_path):
+    predictor = dataclasses.replace(fit_predictor(table), in_model=InModel(1.1, 0.2, 0.0))
+    save_predictor(predictor, tmp_path / "p.json")
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["version"] == 4
+    data["version"] = 3  # as written before: no step_overhead_ms
+    del data["in_model"]["step_overhead_ms"]
+    (tmp_path / "p.json").write_text(json.dumps(data))
     assert load_predictor(tmp_path / "p.json") == predictor

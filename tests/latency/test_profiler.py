@@ -16,6 +16,7 @@ from plsearch.latency.profiler import (
     ProfileSettings,
     axes_from_parent,
     decode_contexts,
+    depth_ladder,
     load_space_axes,
     plan_measurements,
     profile_rows,
@@ -27,7 +28,8 @@ from plsearch.latency.table import append_rows, read_table
 from plsearch.latency.timers import CpuTimer
 
 TINY_SETTINGS = ProfileSettings(block_shapes=3, prefill_fractions=(0.5, 1.0), decode_points=2,
-                                models=1, block_stack=2, warmup=0, repeats=2, model_repeats=1,
+                                models=1, depths=2, block_stack=2, warmup=0, repeats=2,
+                                model_repeats=1,
                                 rounds=1, max_spread=100.0, engine_steps=2)
 PROFILE = DeviceProfile(name="tiny", kind="cpu", threads=1,
                         alignment=Alignment(hidden_multiple=16, ffn_multiple=32),
@@ -49,8 +51,17 @@ def test_plan_covers_every_part_in_a_seeded_order(config):
     parent = get_family(config).arch_from_config(config)
     blocks = {widths(m.arch) for m in plan if m.part == "block"}
     assert widths(parent) in blocks and len(blocks) == 3
-    models = [m.arch for m in plan if m.part == "model"]
-    assert all(widths(a) not in blocks for a in models)  # validation shapes are held out
+    models = [(m.arch, m.absorbed) for m in plan if m.part == "model"]
+    ladder = [(a, ab) for a, ab in models if widths(a) == widths(parent)]
+    # the parent's widths at the shallowest and the deepest depth, as the parent's type
+    assert sorted(a.num_hidden_layers for a, _ in ladder) == [1, 1, parent.num_hidden_layers,
+                                                              parent.num_hidden_layers]
+    assert not any(ab for _, ab in ladder)
+    assert depth_ladder(axes_from_parent(parent, PROFILE), parent, 2) == [
+        parent.replace(num_hidden_layers=1), parent]
+    # the other whole models, timed as both types, are validation shapes held out
+    others = [(a, ab) for a, ab in models if (a, ab) not in ladder]
+    assert len(others) == 4 and all(widths(a) not in blocks for a, _ in others)
     for m in plan:
         m.arch.validate_against(parent)
         assert m.arch.hidden_size % 16 == 0 and m.arch.intermediate_size % 32 == 0
@@ -73,10 +84,11 @@ def test_measurements_become_valid_table_rows(config, tmp_path):
     assert (workload["generated_len"], workload["context"]) == (3, 10)
     # glm4's whole-model rows are timed as glm4 and as glm (its post-norm-absorbed type)
     models = table[table["part"] == "model"]
-    assert sorted(models["model_type"]) == ["glm", "glm", "glm4", "glm4"]
+    # (and the depth ladder's, as glm4 only: 2 depths, 2 phases)
+    assert sorted(models["model_type"]) == ["glm"] * 2 + ["glm4"] * 6
     assert (table.loc[table["part"] != "model", "model_type"] == "glm4").all()
     plan_models = [m for m in plan if m.part == "model"]
-    assert {m.arch for m in plan_models if m.absorbed} == {m.arch for m in plan_models}
+    assert {m.arch for m in plan_models if m.absorbed} < {m.arch for m in plan_models}
 
 
 def test_decode_contexts_span_the_workload():
