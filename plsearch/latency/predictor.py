@@ -44,8 +44,9 @@ than the head rows (a model without layers) say: the lm_head's step timed inside
 generate() took 1.37 ms without layers, 1.79-1.94 ms behind 2 or 8 (d256, AMD VM). Fitted
 into ``o`` alone, it went to the deep models the rows were, and shallow models came out
 too fast. ``c`` is fitted on the profile's depth ladder (the parent's widths at a few
-depths), and ``o`` on all rows once ``c`` is taken out. ``validate_predictor`` reports the error on each whole model with
-``InModel`` fitted on the other archs only (leave one arch out).
+depths), and ``o`` on all rows once ``c`` is taken out. ``validate_predictor`` reports the
+error on each whole model with ``InModel`` fitted on the other archs only (leave one arch
+out).
 
 A family whose post-norms the pangu recipe absorbs (glm4 -> glm: two RMSNorms fewer per
 layer) exports a model of another type. Its layers cost less than the parent family's
@@ -358,8 +359,9 @@ class _Step:
 
 
 def _step_intercept(steps: list[_Step]) -> float:
-    """``c`` of ``r = c + L * o`` on the widest set of rows that differ in depth only (at
-    least two depths), clipped to [0, their largest ``r``]; 0 without such rows."""
+    """``c`` of ``r = c + L * o`` over the rows of one shape but their depth (the shape
+    timed at the most depths, at least two), clipped to [0, their largest ``r``]; 0 without
+    such rows."""
     groups: dict[tuple, list[_Step]] = {}
     for s in steps:
         groups.setdefault(s.widths, []).append(s)
