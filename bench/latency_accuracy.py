@@ -228,7 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     # speed-up error: predicted over measured speed-up, minus 1 (+ = predicted faster)
     speed_signed = np.array([r["predicted_speedup"] / r["measured_speedup"]
                              for r in results]) - 1.0
-    speed_errors = np.abs(speed_signed)
     rank = _spearman([r["measured_tokens_per_s"] for r in results],
                      [r["predicted_tokens_per_s"] for r in results])
     # What bounds any predictor here: the same archs' medians over the even and the odd
@@ -250,13 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         "archs": len(results),
         "kinds": {k: sum(r["kind"] == k for r in results) for k in ("inside", "outside",
                                                                       "absorbed")},
-        "median_abs_pct_error": float(100 * np.median(errors)),
-        "share_within_10pct": float(np.mean(errors <= 0.10)),
-        "median_signed_pct_error": float(100 * np.median(signed)),
+        **_figures(signed),
         "max_abs_pct_error": float(100 * errors.max()),
-        "speedup_median_abs_pct_error": float(100 * np.median(speed_errors)),
-        "speedup_share_within_10pct": float(np.mean(speed_errors <= 0.10)),
-        "speedup_median_signed_pct_error": float(100 * np.median(speed_signed)),
+        **_figures(speed_signed, "speedup_"),
         "tokens_per_s_spearman": rank,
         "median_spread_pct": float(100 * np.median(
             [max(r["samples_ms"]) / min(r["samples_ms"]) - 1.0 for r in results])),
@@ -266,12 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                                              else float(np.mean(halves <= 0.10))),
         "host_drift_pct": None if host_drift is None else 100 * host_drift,
         "host_drift_per_model_pct": [100 * d for d in drift],
-        "anchored_median_abs_pct_error": (None if anchored is None
-                                          else float(100 * np.median(np.abs(anchored)))),
-        "anchored_share_within_10pct": (None if anchored is None
-                                        else float(np.mean(np.abs(anchored) <= 0.10))),
-        "anchored_median_signed_pct_error": (None if anchored is None
-                                             else float(100 * np.median(anchored))),
+        **(_figures(anchored, "anchored_") if anchored is not None else dict.fromkeys(
+            _figures(np.zeros(1), "anchored_"))),
         "by_kind": {k: {"median_abs_pct_error": float(100 * np.median(errors[mask])),
                         "median_signed_pct_error": float(100 * np.median(signed[mask]))}
                     for k in ("inside", "outside", "absorbed")
