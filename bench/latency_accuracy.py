@@ -342,17 +342,9 @@ def _without_step(predictor, table, parent, cases, results, workload, host_drift
                   ) -> dict[str, float]:
     """The bench's figures for the same measurements, predicted with ``c`` = 0 (``o`` refitted
     alone, as before the profile's depth ladder)."""
-    from plsearch.latency.predictor import fit_in_model, predict_latency
-    from plsearch.latency.table import rows_for_fingerprint
+    from plsearch.latency.predictor import fit_predictor, predict_latency
 
-    rows = rows_for_fingerprint(table)
-    rows = rows[rows["part"] == "model"]
-    absorbed_rows = rows[rows["model_type"] != predictor.model_type]
-    plain = dataclasses.replace(
-        predictor,
-        in_model=fit_in_model(predictor, rows[rows["model_type"] == predictor.model_type], 0.0),
-        absorbed_in_model=(fit_in_model(predictor, absorbed_rows, 0.0)
-                           if len(absorbed_rows) else None))
+    plain = fit_predictor(table, seed=predictor.seed, step_overhead_ms=0.0)
     predicted = np.array([predict_latency(arch, workload, plain, absorbed=ab).total_ms
                           for _, arch, ab in cases])
     measured = np.array([r["measured_ms"] for r in results])

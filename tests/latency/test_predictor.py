@@ -16,6 +16,7 @@ from plsearch.errors import LatencyTableError
 from plsearch.latency.predictor import (
     InModel,
     block_features,
+    fit_in_model,
     fit_predictor,
     head_features,
     load_predictor,
@@ -190,10 +191,14 @@ def test_a_broken_tables_in_model_cost_is_clipped(tmp_path):
 MODEL_ARCHS = ((2, 64), (4, 96), (6, 128), (3, 80))  # (layers, hidden) of the model rows
 
 
-def _model_rows(unit, in_model: InModel, model_type="glm4", archs=MODEL_ARCHS) -> list[dict]:
-    """Whole-model rows of ``archs`` whose layers cost ``in_model`` against their block rows."""
+def _model_rows(unit, in_model: InModel, model_type="glm4", archs=MODEL_ARCHS,
+                errors=None) -> list[dict]:
+    """Whole-model rows of ``archs`` whose layers cost ``in_model`` against their block rows;
+    ``errors``: (layers, hidden) -> ms more each layer and decode step (the arch's blocks
+    predicted that much fast)."""
     rows = []
     for layers, hidden in archs:
+        error = (errors or {}).get((layers, hidden), 0.0)
         arch = BASE.replace(num_hidden_layers=layers, hidden_size=hidden)
         pre = predict_latency(arch, Workload(2, 16, 1), unit).breakdown
         rows.append(row("model", "prefill", arch, layers, 2, 16, 16,
@@ -201,7 +206,7 @@ def _model_rows(unit, in_model: InModel, model_type="glm4", archs=MODEL_ARCHS) -
                         + pre["prefill_head_ms"]))
         b = predict_latency(arch, Workload(2, 16, 5), unit).breakdown
         ms = (in_model.prefill_scale * b["prefill_blocks_ms"] + b["prefill_head_ms"]
-              + b["decode_blocks_ms"] + layers * 4 * in_model.decode_overhead_ms
+              + b["decode_blocks_ms"] + layers * 4 * (in_model.decode_overhead_ms + error)
               + 4 * in_model.step_overhead_ms + b["decode_head_ms"])
         rows.append(row("model", "workload", arch, layers, 2, 16, 20, ms, generated=5))
     for r in rows:
@@ -233,6 +238,28 @@ def test_absorbed_model_rows_give_the_absorbed_types_own_in_model_cost(tmp_path)
 
 
 LADDER = tuple((n, BASE.hidden_size) for n in (2, 4, 8))  # the parent's widths at 3 depths
+
+
+def test_the_absorbed_types_cost_is_the_parent_types_plus_their_paired_difference(tmp_path):
+    # each arch's blocks are predicted a little off, alike for both types; the parent type
+    # has the ladder's rows too. Paired arch by arch, the fitted absorbed cost differs from
+    # the parent type's by exactly what absorption saves; the absorbed rows alone did not.
+    rows = synthetic_rows()
+    unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
+    plain, saving = InModel(1.05, 0.004, 0.03), -0.0015
+    absorbed = dataclasses.replace(plain, decode_overhead_ms=plain.decode_overhead_ms + saving)
+    errors = dict(zip(MODEL_ARCHS + LADDER, (0.002, 0.003, -0.001, 0.004, 0.0, 0.0, 0.0)))
+    glm = _model_rows(unit, absorbed, model_type="glm", errors=errors)
+    table = append_rows(tmp_path / "t.csv", rows + _model_rows(
+        unit, plain, archs=MODEL_ARCHS + LADDER, errors=errors) + glm)
+    predictor = fit_predictor(table)
+    fitted = predictor.absorbed_in_model
+    assert fitted.decode_overhead_ms - predictor.in_model.decode_overhead_ms == pytest.approx(
+        saving, rel=1e-6)
+    assert fitted.step_overhead_ms == predictor.in_model.step_overhead_ms
+    alone = fit_in_model(predictor, read_table(tmp_path / "t.csv").query("model_type == 'glm'"),
+                         predictor.in_model.step_overhead_ms)
+    assert abs(alone.decode_overhead_ms - predictor.in_model.decode_overhead_ms - saving) > 1e-4
 
 
 def test_the_depth_ladder_separates_the_steps_cost_from_each_layers(tmp_path):

@@ -29,6 +29,11 @@ def test_shipped_predictor_json_is_the_fit_of_its_csv(csv):
     for key, cost in refit.costs.items():
         assert shipped.costs[key].rows == cost.rows
         np.testing.assert_allclose(shipped.costs[key].coef, cost.coef, rtol=1e-6, atol=1e-15)
+    for ours, theirs in ((shipped.in_model, refit.in_model),
+                         (shipped.absorbed_in_model, refit.absorbed_in_model)):
+        assert (ours is None) == (theirs is None)
+        if ours is not None:
+            assert ours.to_dict() == pytest.approx(theirs.to_dict(), rel=1e-6)
 
 
 def test_nnls_matches_scipy():
