@@ -373,11 +373,12 @@ def _decode_steps(unit: LatencyPredictor, models: pd.DataFrame, prefill: float) 
 def _paired_overhead(unit: LatencyPredictor, steps: list[_Step],
                      beside: tuple[InModel, pd.DataFrame]) -> float | None:
     """``o`` of the absorbed type: the parent type's plus the median over the archs timed as
-    both of ``(r_absorbed - r_parent) / L`` (None: no arch timed as both). On the three
-    quick tables of bench/latency_accuracy.py (AMD EPYC VM, 2026-12-02) the differences
-    were -0.05 to -0.07 ms on one table, where the absorbed rows alone had put ``o`` 0.10 ms
-    below the parent type's, and the absorbed held-out archs' median speed-up error went
-    from +5.2% to +1.6%; on the other two it moved under 1 point."""
+    both of ``(r_absorbed - r_parent) / L`` (None: no arch timed as both). Exact where each
+    arch's error is alike in its two rows (tests/latency/test_predictor.py); on the AMD EPYC
+    VM, where a row's own noise is larger, it did not improve the absorbed archs: their
+    median speed-up error over the parent in bench/latency_accuracy.py went from -2.2%,
+    +16.2%, +5.2%, -5.4% (the absorbed rows alone) to -2.6%, +15.4%, +1.6%, -8.1% on four
+    quick tables (2026-12-02/03)."""
     reference, rows = beside
     theirs = {s.arch: s for s in _decode_steps(unit, rows, reference.prefill_scale)}
     differences = [(s.residual_ms - theirs[s.arch].residual_ms) / s.layers
