@@ -5,15 +5,18 @@ refine the predictor on what was measured.
     screen(arch) -> (measured tokens/s, the bar, whether it clears it) or None (not timed)
     refinement(study)  # the predictor's error before and after the residual correction
 
-Every measurement is kept in the study's attributes (``latency_pairs``, ``screen_widths``,
+Every measurement is kept in the study's attributes, one attribute each
+(``latency_pairs/<id>``, ``screen_widths/<id>``: add_shared, shared_values; and
 ``screen_parent_tokens_per_s``), so a resumed search refines on them too, and so does each
-worker of a shared study on the others' (read back at each of its own screens).
+worker of a shared study on the others' (read back at each of its own screens): no two
+workers ever write the same attribute, so none loses another's measurement.
 The timing itself is plsearch.latency.screen; the correction plsearch.latency.refine.
 """
 
 from __future__ import annotations
 
 import statistics
+import uuid
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
 
     from plsearch.search.run import SearchPlan
 
-__all__ = ["clearing_speed", "make_screener", "refinement"]
+__all__ = ["add_shared", "clearing_speed", "make_screener", "refinement", "shared_values"]
 
 
 def clearing_speed(bar: float, widths: list[float]) -> float:
@@ -64,7 +67,7 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
 
     parent_config = read_config(plan.model_dir)
     absorbed = plan.space.recipe == "pangu"  # pangu exports the absorbed model type
-    pairs = _stored(study, "latency_pairs")
+    pairs = shared_values(study, "latency_pairs")
     need = plan.need
     if plan.budget.kind == "relative":
         # A relative budget is checked against the parent timed the same way, now: a busy
@@ -75,8 +78,8 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
             parent_measured = measure_model(load_model(plan.model_dir)[0], plan.profile,
                                             repeats=3).tokens_per_s
             study.set_user_attr("screen_parent_tokens_per_s", parent_measured)
-            pairs = _appended(study, "latency_pairs", (plan.parent_tokens_per_s,
-                                                       parent_measured))
+            pairs = add_shared(study, "latency_pairs", (plan.parent_tokens_per_s,
+                                                        parent_measured))
             if stage is not None:  # how far the machine drifted since the table
                 stage(f"the parent timed now through {plan.profile.engine}: "
                       f"{parent_measured:,.0f} tokens/s, the table predicts "
@@ -86,7 +89,7 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
                       "predictor")
         need = plan.budget.value * parent_measured
     state = {"latency": latency}
-    widths = _stored(study, "screen_widths")
+    widths = shared_values(study, "screen_widths")
 
     def refit() -> None:
         state["latency"] = latency.with_correction(fit_correction(pairs))
@@ -121,26 +124,34 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
         if checked.pair is None:  # far from the budget: the refined prediction decides
             return None if checked.feasible else (checked.refined_tokens_per_s, need, False)
         # another worker's screens (a shared study) are read back with each of this one's
-        pairs[:] = _appended(study, "latency_pairs", checked.pair)
-        widths[:] = _appended(study, "screen_widths", checked.width)
+        pairs[:] = add_shared(study, "latency_pairs", checked.pair)
+        widths[:] = add_shared(study, "screen_widths", checked.width)
         refit()
         return checked.measured_tokens_per_s, checked.bar, checked.feasible
 
     return screen
 
 
-def _stored(study: optuna.Study, key: str) -> list:
-    """The study's list attribute ``key`` as stored now; pairs come back as tuples."""
-    return [tuple(v) if isinstance(v, list) else v for v in study.user_attrs.get(key, [])]
+def shared_values(study: optuna.Study, key: str) -> list:
+    """Every value added under ``key`` (add_shared), by any worker, sorted (the order the
+    workers wrote them in is not kept; the correction and the medians do not depend on
+    it); pairs come back as tuples. A study written before values had an attribute each
+    kept them as one list under ``key`` itself: read too."""
+    attrs = study.user_attrs
+    added = [v for k, v in attrs.items() if k.startswith(f"{key}/")]
+    return [tuple(v) if isinstance(v, list) else v for v in [*attrs.get(key, []),
+                                                              *sorted(added)]]
 
 
-def _appended(study: optuna.Study, key: str, value) -> list:
-    """``_stored`` with ``value`` appended and written back: workers sharing a study
-    (PostgreSQL) each add their measurements to one list, not each overwrite it with
-    their own."""
-    values = [*_stored(study, key), value]
-    study.set_user_attr(key, [list(v) if isinstance(v, tuple) else v for v in values])
-    return values
+def add_shared(study: optuna.Study, key: str, value) -> list:
+    """Add ``value`` under ``key`` as an attribute of its own (``key/<random id>``) and
+    return shared_values. Workers sharing a study (PostgreSQL) never write the same
+    attribute, so none overwrites another's: one list read back, appended to and written
+    (what this did before) lost 48 of 120 values to two processes adding at once on SQLite.
+    The id only names the attribute: it takes no part in any result."""
+    study.set_user_attr(f"{key}/{uuid.uuid4().hex}",
+                        list(value) if isinstance(value, tuple) else value)
+    return shared_values(study, key)
 
 
 def refinement(study: optuna.Study) -> dict[str, Any] | None:
@@ -156,7 +167,7 @@ def refinement(study: optuna.Study) -> dict[str, Any] | None:
     then, now = (attrs.get("screen_parent_tokens_per_s"),
                  attrs.get("parent_measured_tokens_per_s"))
     rescale = now / then if then and now else 1.0
-    pairs = [(p[0], p[1] * rescale) for p in attrs.get("latency_pairs", [])]
+    pairs = [(p[0], p[1] * rescale) for p in shared_values(study, "latency_pairs")]
     pairs += [(r.predicted_tokens_per_s, r.measured_tokens_per_s)
               for r in fully_evaluated(study) if r.measured_tokens_per_s]
     return refinement_report(pairs) if pairs else None

@@ -181,3 +181,13 @@ def test_a_dead_workers_trial_is_failed_and_retried(postgres_url, tiny_dir, tmp_
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert retried[0].params == stale.params
     assert built_count(trials) == 2
+
+
+def test_workers_adding_screen_measurements_at_once_lose_none(postgres_url, add_at_once):
+    """What workers of one PostgreSQL study do at each screen (screening.add_shared), by
+    three processes at the same time: every measurement is kept."""
+    from plsearch.search.screening import shared_values
+
+    study = add_at_once(driver_url(postgres_url), workers=3, each=30)
+    assert sorted(shared_values(study, "latency_pairs")) == sorted(
+        (float(w), float(i)) for w in range(3) for i in range(30))

@@ -8,7 +8,13 @@ import pytest
 
 from plsearch.latency.refine import fit_correction
 from plsearch.search.run import SearchOptions
-from plsearch.search.screening import clearing_speed, make_screener, refinement
+from plsearch.search.screening import (
+    add_shared,
+    clearing_speed,
+    make_screener,
+    refinement,
+    shared_values,
+)
 
 
 def test_the_refinement_puts_screen_and_verification_measurements_on_one_scale():
@@ -46,7 +52,7 @@ def _nearest_the_budget(plan, study):
     assert then > 0
     need = plan.budget.value * then
     # plan.latency, as the screen: candidates as the recipe builds them, post-norm absorbed
-    refined = plan.latency.with_correction(fit_correction(study.user_attrs["latency_pairs"]))
+    refined = plan.latency.with_correction(fit_correction(shared_values(study, "latency_pairs")))
     near = min(plan.grid.archs(),
                key=lambda a: abs(math.log(refined.tokens_per_s(a, plan.profile) / need)))
     gap = refined.tokens_per_s(near, plan.profile) / need - 1
@@ -70,13 +76,13 @@ def test_the_screen_times_near_budget_archs_against_the_budget_plus_the_headroom
     measured, bar, meets = screen(near)
     assert bar == pytest.approx(need * 1.5)
     assert not meets or measured >= bar  # cleared only at or above the bar
-    assert len(study.user_attrs["latency_pairs"]) == 2  # the parent's and this arch's
+    assert len(shared_values(study, "latency_pairs")) == 2  # the parent's and this arch's
     # the proposals follow the bar, not the budget: archs the refined predictor puts below
     # it are left out, and so are those the screen is unlikely to clear, as wide as its
     # interval was (unless that leaves none: then the bar alone decides)
-    refined = plan.latency.with_correction(fit_correction(study.user_attrs["latency_pairs"]))
+    refined = plan.latency.with_correction(fit_correction(shared_values(study, "latency_pairs")))
     speed = {a: refined.tokens_per_s(a, plan.profile) for a in plan.grid.archs()}
-    (width,) = study.user_attrs["screen_widths"]
+    (width,) = shared_values(study, "screen_widths")
     assert 0 <= width < 1  # how far below its median its interval would reach at 32 pairs
     clearing = bar / (1 - min(width, 0.05))  # at most 5% above the bar
     assert clearing == pytest.approx(clearing_speed(bar, [width])) and clearing >= bar
@@ -107,10 +113,29 @@ def test_workers_sharing_a_study_keep_each_others_measurements(tiny_dir):
     said = []  # the second worker's stage lines: how many measurements each refit used
     second = make_screener(plan, study, narrow=lambda keep: 1, stage=said.append)  # joins
     # later: reuses the parent the first one timed
-    assert len(study.user_attrs["latency_pairs"]) == 1
+    assert len(shared_values(study, "latency_pairs")) == 1
     near, _ = _nearest_the_budget(plan, study)
     assert first(near) is not None and second(near) is not None  # both timed it
-    assert len(study.user_attrs["latency_pairs"]) == 3  # the parent's and one per worker
-    assert len(study.user_attrs["screen_widths"]) == 2
+    assert len(shared_values(study, "latency_pairs")) == 3  # the parent's and one per worker
+    assert len(shared_values(study, "screen_widths")) == 2
     assert "refitted on 3 measurements" in said[-1]  # the first worker's pair included
     assert not any("the parent timed now" in x for x in said)  # it reused the first's
+
+
+def test_shared_values_read_an_older_studys_list_and_every_added_value_sorted():
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    study.set_user_attr("latency_pairs", [[100.0, 90.0]])  # as a study kept them before
+    assert add_shared(study, "latency_pairs", (300.0, 310.0)) == [(100.0, 90.0), (300.0, 310.0)]
+    add_shared(study, "latency_pairs", (200.0, 190.0))
+    assert shared_values(study, "latency_pairs") == [(100.0, 90.0), (200.0, 190.0),
+                                                     (300.0, 310.0)]
+    assert add_shared(study, "screen_widths", 0.03) == [0.03]  # one key's values only
+    assert shared_values(study, "latency_pair") == []  # the key whole, not a prefix of it
+
+
+def test_workers_adding_at_once_lose_none_of_each_others_measurements(add_at_once, tmp_path):
+    """Two processes add 40 measurements each to one SQLite study at the same time (the
+    list read, appended to and written back lost 48 of 120 this way)."""
+    study = add_at_once(f"sqlite:///{tmp_path / 'study.db'}")
+    values = shared_values(study, "latency_pairs")
+    assert sorted(values) == sorted((float(w), float(i)) for w in range(2) for i in range(40))
