@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from plsearch.families import get_family
     from plsearch.latency.engine import (
         call_timer,
+        load_for_timing,
         local_timer,
         random_arch_model,
         time_for_verdict,
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from plsearch.latency.predictor import fit_predictor
     from plsearch.latency.screen import screen_arch
     from plsearch.latency.table import read_table
-    from plsearch.models import load_model, read_config, resolve_model_dir
+    from plsearch.models import read_config, resolve_model_dir
     from plsearch.search.objective import BAND_WIDTH
     from plsearch.search.space import load_space
     from plsearch.search.verify import VERIFY_PAIRS_FACTOR
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, arch in enumerate(archs):  # both ways, in turn
         for loaded in (True, False) if i % 2 == 0 else (False, True):
             screens["loaded" if loaded else "random"].append(screen(arch, loaded))
-    parent, _, _ = load_model(model_dir)
+    parent = load_for_timing(model_dir, profile)
     parent_call = call_timer(parent, profile, timer=timer)
     verified = []
     for arch in archs:  # as verify_front: 10 pairs; more near the budget and the band's top

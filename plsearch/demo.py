@@ -152,12 +152,16 @@ def measure_speedup(exported: Path, profile, pairs: int = 10,
     [95% from 1.62], read 1.62x [1.37, 1.83] over 10 pairs here)."""
     import json
 
-    from plsearch.latency.engine import MAX_PAIRS_FACTOR, call_timer, time_for_verdict
-    from plsearch.models import load_model
+    from plsearch.latency.engine import (
+        MAX_PAIRS_FACTOR,
+        call_timer,
+        load_for_timing,
+        time_for_verdict,
+    )
     from plsearch.search.budget import parse_budget
 
-    model, _, _ = load_model(exported)
-    parent, _, _ = load_model(parent)
+    model = load_for_timing(exported, profile)
+    parent = load_for_timing(parent, profile)
     spec = parse_budget(budget) if budget else None
     bar = spec.value if spec is not None and spec.kind == "relative" else None
     speedup = time_for_verdict(call_timer(model, profile), call_timer(parent, profile), pairs,

@@ -51,6 +51,7 @@ __all__ = [
     "call_timer",
     "close_call",
     "generation_call",
+    "load_for_timing",
     "measure_arch",
     "measure_beside",
     "measure_model",
@@ -188,6 +189,16 @@ def prepare_model(model: nn.Module, profile, device) -> nn.Module:
     else:  # transformers 4
         model.config._attn_implementation = profile.attn_implementation
     return model
+
+
+def load_for_timing(folder, profile) -> nn.Module:
+    """The model saved in ``folder`` (the parent, a candidate, an export), loaded in the
+    profile's dtype: what the screen, verification and the demo time. Loaded in float32
+    and cast there instead, a bfloat16 parent took twice its memory for the copy and was
+    refused by the memory check where its bfloat16 weights fit."""
+    from plsearch.models import load_model
+
+    return load_model(folder, dtype=TORCH_DTYPES[profile.dtype])[0]
 
 
 def measure_model(model: nn.Module, profile, *, repeats: int = 5, warmup: int = 1,

@@ -133,9 +133,9 @@ def screen_arch(arch: ArchConfig, need: float, latency, profile: DeviceProfile, 
     else:
         parent_arch, scale = reference
         if parent_dir is not None:  # loaded as verification loads it (verify._FolderCalls)
-            from plsearch.models import load_model
+            from plsearch.latency.engine import load_for_timing
 
-            versus = calls_of(load_model(parent_dir)[0])
+            versus = calls_of(load_for_timing(parent_dir, profile))
         else:
             versus = calls_of(random_model(parent_arch))
     speedup = time_for_verdict(calls_of(random_model(arch, absorbed)), versus, pairs,

@@ -60,10 +60,10 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
     latency = plan.latency
     if not getattr(latency, "local", False) or not hasattr(latency, "with_correction"):
         return None
-    from plsearch.latency.engine import measure_model
+    from plsearch.latency.engine import load_for_timing, measure_model
     from plsearch.latency.refine import fit_correction
     from plsearch.latency.screen import screen_arch
-    from plsearch.models import load_model, read_config
+    from plsearch.models import read_config
 
     parent_config = read_config(plan.model_dir)
     absorbed = plan.space.recipe == "pangu"  # pangu exports the absorbed model type
@@ -75,8 +75,8 @@ def make_screener(plan: SearchPlan, study: optuna.Study, narrow=None, stage=None
         # verification times it: loaded from its folder.
         parent_measured = study.user_attrs.get("screen_parent_tokens_per_s")
         if parent_measured is None:
-            parent_measured = measure_model(load_model(plan.model_dir)[0], plan.profile,
-                                            repeats=3).tokens_per_s
+            parent_measured = measure_model(load_for_timing(plan.model_dir, plan.profile),
+                                            plan.profile, repeats=3).tokens_per_s
             study.set_user_attr("screen_parent_tokens_per_s", parent_measured)
             pairs = add_shared(study, "latency_pairs", (plan.parent_tokens_per_s,
                                                         parent_measured))

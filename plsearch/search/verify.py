@@ -242,12 +242,11 @@ class _FolderCalls:
         self.loaded: dict[str, Any] = {}
 
     def __call__(self, folder: str) -> float:
-        from plsearch.latency.engine import call_timer
-        from plsearch.models import load_model
+        from plsearch.latency.engine import call_timer, load_for_timing
 
         if folder not in self.loaded:
             for other in [f for f in self.loaded if f != self.keep]:
                 del self.loaded[other]
-            model, _, _ = load_model(folder)
+            model = load_for_timing(folder, self.profile)
             self.loaded[folder] = call_timer(model, self.profile, seed=self.seed)
         return self.loaded[folder]()

@@ -16,6 +16,7 @@ from plsearch.latency.engine import (
     call_timer,
     close_call,
     generation_call,
+    load_for_timing,
     measure_arch,
     measure_beside,
     measure_model,
@@ -65,6 +66,20 @@ def test_measure_model_uses_the_profiles_engine_dtype_and_attention():
         assert m.tokens_per_s == pytest.approx(2 * 5 / (m.median_ms / 1e3))
     assert model.config._attn_implementation == "sdpa"
     assert measure_tokens_per_s(model, PROFILE, repeats=1) > 0
+
+
+def test_a_saved_model_is_loaded_for_timing_in_the_profiles_dtype(tmp_path):
+    """What the screen, verification and the demo time: a float32 checkpoint under a
+    bfloat16 profile comes back in bfloat16, its weights those saved, rounded once."""
+    model = tiny_model("glm4")
+    model.save_pretrained(tmp_path)
+    bf16 = dataclasses.replace(PROFILE, dtype="bfloat16")
+    loaded = load_for_timing(tmp_path, bf16)
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    weight = model.model.layers[0].mlp.down_proj.weight
+    assert torch.equal(loaded.model.layers[0].mlp.down_proj.weight, weight.to(torch.bfloat16))
+    assert {p.dtype for p in load_for_timing(tmp_path, PROFILE).parameters()} == {torch.float32}
+    assert measure_model(loaded, bf16, repeats=1).tokens_per_s > 0
 
 
 def test_measure_arch_times_random_weights_of_the_shape():
