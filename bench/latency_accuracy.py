@@ -49,8 +49,10 @@ import numpy as np
 def _in_model(m) -> str:
     if m is None:
         return "not measured"
-    return (f"prefill x {m.prefill_scale:.3f}, decode step {m.decode_overhead_ms:+.3f} ms a layer "
-            f"+ {m.step_overhead_ms:.3f} ms")
+    layer, head = ((" per MiB of its weights", " per MiB of the lm_head's")
+                   if m.per_weight_mib else ("", ""))
+    return (f"prefill x {m.prefill_scale:.3f}, decode step {m.decode_overhead_ms:+.3f} ms{layer} "
+            f"a layer + {m.step_overhead_ms:.3f} ms{head}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,23 +305,30 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['speedup_median_abs_pct_error']:.1f}%, within +-10% "
           f"{100 * summary['speedup_share_within_10pct']:.0f}%, median signed "
           f"{summary['speedup_median_signed_pct_error']:+.1f}% (+ = predicted faster)")
-    # the same measurements against the predictor without the step cost c (o alone takes up
-    # what a decode step costs beyond the head rows, as before the depth ladder): side by side
+    # the same measurements against other fits of the table, side by side: the overheads'
+    # other form (ms or per MiB of weights), and without the step cost c (o alone takes up
+    # what a decode step costs beyond the head rows, as before the depth ladder)
+    mib = predictor.in_model.per_weight_mib
+    other_form = "ms" if mib else "per MiB of weights"
+    others = {"other_form": (f"in the other form ({other_form}: the one the fit did not keep)",
+                             fit_predictor(table, seed=predictor.seed, per_weight_mib=not mib))}
     if predictor.in_model.step_overhead_ms > 0:
-        summary["without_step_cost"] = without = _without_step(
-            predictor, table, parent, cases, results, workload, host_drift)
-        print(f"  without the step cost c = {predictor.in_model.step_overhead_ms:.3f} ms (o "
-              f"alone, {without['decode_overhead_ms']:+.3f} ms): median |error| "
-              f"{without['median_abs_pct_error']:.1f}%, within +-10% "
-              f"{100 * without['share_within_10pct']:.0f}%, median signed "
-              f"{without['median_signed_pct_error']:+.1f}%; re-anchored "
-              f"{without['anchored_median_abs_pct_error']:.1f}% / "
-              f"{100 * without['anchored_share_within_10pct']:.0f}% / "
-              f"{without['anchored_median_signed_pct_error']:+.1f}%; speed-ups "
-              f"{without['speedup_median_abs_pct_error']:.1f}% / "
-              f"{100 * without['speedup_share_within_10pct']:.0f}% / "
-              f"{without['speedup_median_signed_pct_error']:+.1f}%; outside the space "
-              f"{without['outside_median_abs_pct_error']:.1f}%")
+        others["without_step_cost"] = (
+            f"without the step cost c = {predictor.in_model.step_overhead_ms:.3f} (o alone)",
+            fit_predictor(table, seed=predictor.seed, step_overhead_ms=0.0,
+                          per_weight_mib=mib))
+    for key, (what, other) in others.items():
+        summary[key] = alt = _figures_of(other, parent, cases, results, workload, host_drift)
+        print(f"  {what}: median |error| {alt['median_abs_pct_error']:.1f}%, within +-10% "
+              f"{100 * alt['share_within_10pct']:.0f}%, median signed "
+              f"{alt['median_signed_pct_error']:+.1f}%; re-anchored "
+              f"{alt.get('anchored_median_abs_pct_error', float('nan')):.1f}% / "
+              f"{100 * alt.get('anchored_share_within_10pct', float('nan')):.0f}% / "
+              f"{alt.get('anchored_median_signed_pct_error', float('nan')):+.1f}%; speed-ups "
+              f"{alt['speedup_median_abs_pct_error']:.1f}% / "
+              f"{100 * alt['speedup_share_within_10pct']:.0f}% / "
+              f"{alt['speedup_median_signed_pct_error']:+.1f}%; outside the space "
+              f"{alt['outside_median_abs_pct_error']:.1f}%")
     ra, rb = refined["median_abs_before"], refined["median_abs_after"]
     print(f"  residual correction (leave-one-out): median |error| {100 * ra:.1f}% -> "
           f"{100 * rb:.1f}%" if rb is not None else "  residual correction: too few archs")
@@ -338,18 +347,17 @@ def _figures(signed: np.ndarray, prefix: str = "") -> dict[str, float]:
             f"{prefix}median_signed_pct_error": float(100 * np.median(signed))}
 
 
-def _without_step(predictor, table, parent, cases, results, workload, host_drift
-                  ) -> dict[str, float]:
-    """The bench's figures for the same measurements, predicted with ``c`` = 0 (``o`` refitted
-    alone, as before the profile's depth ladder)."""
-    from plsearch.latency.predictor import fit_predictor, predict_latency
+def _figures_of(plain, parent, cases, results, workload, host_drift) -> dict[str, float]:
+    """The bench's figures for the same measurements, predicted by another fit of the table
+    (``c`` = 0, as before the profile's depth ladder; the overheads' other form)."""
+    from plsearch.latency.predictor import predict_latency
 
-    plain = fit_predictor(table, seed=predictor.seed, step_overhead_ms=0.0)
     predicted = np.array([predict_latency(arch, workload, plain, absorbed=ab).total_ms
                           for _, arch, ab in cases])
     measured = np.array([r["measured_ms"] for r in results])
     speedups = predict_latency(parent, workload, plain).total_ms / predicted
     out = {"decode_overhead_ms": plain.in_model.decode_overhead_ms,
+           "per_weight_mib": plain.in_model.per_weight_mib,
            **_figures(predicted / measured - 1.0),
            **_figures(speedups / np.array([r["measured_speedup"] for r in results]) - 1.0,
                       "speedup_"),

@@ -273,9 +273,11 @@ def cmd_fit(args) -> int:
     print(f"fitted on {result['fitted_rows']} block/head rows of {db} ({kind}, engine "
           f"{predictor.engine}); predictor -> {out}")
     m = predictor.in_model
+    layer, head = ((" per MiB of the layer's weights", " per MiB of the lm_head's")
+                   if m.per_weight_mib else ("", ""))
     print(f"a layer inside the whole model: prefill x {m.prefill_scale:.3f}, each decode step "
-          f"{m.decode_overhead_ms:+.3f} ms; each decode step of a model with layers "
-          f"+{m.step_overhead_ms:.3f} ms (fitted on the table's whole-model rows"
+          f"{m.decode_overhead_ms:+.3f} ms{layer}; each decode step of a model with layers "
+          f"+{m.step_overhead_ms:.3f} ms{head} (fitted on the table's whole-model rows"
           + ("" if m.step_overhead_ms else "; 0 without models that differ in depth only")
           + ")")
     print("whole-model validation (each arch predicted with the in-model layer cost fitted on "

@@ -48,6 +48,19 @@ depths), and ``o`` on all rows once ``c`` is taken out. ``validate_predictor`` r
 error on each whole model with ``InModel`` fitted on the other archs only (leave one arch
 out).
 
+Both overheads can be fixed costs (Python, kernel launches: alike for any width) or grow
+with the weights a step reads: a block or the head timed alone, call after call, finds its
+weights in cache, while inside the whole model each step reads every layer's and the
+lm_head's weights again. ``fit_in_model`` fits ``c`` and ``o`` both ways, in ms and in ms
+per MiB of weights (the layer's projections for ``o``, the lm_head for ``c``:
+``InModel.per_weight_mib``), and keeps the form that leaves the table's own whole-model rows
+the smaller mean error (ms on a tie). On two quick tables of the AMD EPYC VM (2026-12-03)
+the ms form predicted the tables' own d64 models 58-71% too slow; per MiB (the form kept
+on both), bench/latency_accuracy.py's 14 held-out archs went from median |error| 22.1% and
+8.0% to 4.6% and 5.7%, speed-ups over the parent from 19.2% and 17.8% to 5.7% and 12.1%
+(offline, on the same measurements). The shipped Intel table keeps ms (its whole models,
+leave one arch out: 3.1% against 5.7% per MiB).
+
 A family whose post-norms the pangu recipe absorbs (glm4 -> glm: two RMSNorms fewer per
 layer) exports a model of another type. Its layers cost less than the parent family's
 block rows say (3-4% in the shipped cpu table under generate()), so the profile also times
@@ -81,6 +94,8 @@ __all__ = [
     "LatencyPredictor",
     "ValidationReport",
     "fit_predictor",
+    "head_mib",
+    "layer_mib",
     "load_predictor",
     "predict_latency",
     "predict_tokens_per_s",
@@ -92,9 +107,10 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "plsearch-latency-predictor"
 # 2: engine and analytic fields; 3: in_model replaces layer_scale; 4: in_model's
-# step_overhead_ms (a version 3 file reads as 0 there: fitted without a depth ladder)
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (3, FORMAT_VERSION)
+# step_overhead_ms (a version 3 file reads as 0 there: fitted without a depth ladder);
+# 5: in_model's per_weight_mib (a version 3 or 4 file reads as false: overheads in ms)
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (3, 4, FORMAT_VERSION)
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 BLOCK_FEATURES = (
     "const", "proj_flops", "attn_flops", "weight_bytes", "kv_bytes", "act_bytes",
@@ -174,15 +190,41 @@ class InModel:
     decode_overhead_ms: float = 0.0  # each decode step of a layer costs this much more
     # each decode step of a model with layers costs this much more than the head rows say
     step_overhead_ms: float = 0.0
+    # True: the two overheads are ms per MiB of weights, the layer's projections' for o and
+    # the lm_head's for c (the module note: what a step inside the model reads from memory
+    # that a block or head timed alone, its weights left in cache, does not)
+    per_weight_mib: bool = False
 
-    def to_dict(self) -> dict[str, float]:
+    def layer_ms(self, arch: ArchConfig, dtype_bytes: int) -> float:
+        """``o`` of ``arch``: ms more each decode step of each of its layers."""
+        return self.decode_overhead_ms * (layer_mib(arch, dtype_bytes) if self.per_weight_mib
+                                          else 1.0)
+
+    def step_ms(self, arch: ArchConfig, dtype_bytes: int) -> float:
+        """``c`` of ``arch``: ms more each decode step of the model (when it has layers)."""
+        return self.step_overhead_ms * (head_mib(arch, dtype_bytes) if self.per_weight_mib
+                                        else 1.0)
+
+    def to_dict(self) -> dict[str, float | bool]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> InModel:
-        # a predictor written before step_overhead_ms was fitted had none (0)
+        # a predictor written before step_overhead_ms was fitted had none (0); one written
+        # before per_weight_mib, overheads in ms
         return cls(float(data["prefill_scale"]), float(data["decode_overhead_ms"]),
-                   float(data.get("step_overhead_ms", 0.0)))
+                   float(data.get("step_overhead_ms", 0.0)),
+                   bool(data.get("per_weight_mib", False)))
+
+
+def layer_mib(arch: ArchConfig, dtype_bytes: int) -> float:
+    """MiB of one layer's projection weights (block_features' weight_bytes)."""
+    return float(block_features(arch, 1, 1, 1, "decode", dtype_bytes)["weight_bytes"]) / 2**20
+
+
+def head_mib(arch: ArchConfig, dtype_bytes: int) -> float:
+    """MiB of the lm_head's weights (head_features' lm_bytes)."""
+    return float(head_features(arch, 1, 1, dtype_bytes)["lm_bytes"]) / 2**20
 
 
 @dataclass(frozen=True)
@@ -250,14 +292,15 @@ class LatencyPrediction:
 # ---- fitting ----------------------------------------------------------------------------
 
 
-def fit_predictor(table: pd.DataFrame, seed: int = 0,
-                  step_overhead_ms: float | None = None) -> LatencyPredictor:
+def fit_predictor(table: pd.DataFrame, seed: int = 0, step_overhead_ms: float | None = None,
+                  per_weight_mib: bool | None = None) -> LatencyPredictor:
     """Fit the four cost models on the block and head rows of the latest fingerprint.
 
     Deterministic: the non-negative least-squares solve has no randomness; ``seed`` is
     recorded so the call signature matches every other seeded step. ``step_overhead_ms``:
     ``c`` as given instead of fitted on the depth ladder (bench/latency_accuracy.py's
-    figures without it: 0).
+    figures without it: 0). ``per_weight_mib``: the overheads' form as given instead of
+    the one that fits the whole-model rows better (the bench's figures in the other form).
     """
     rows = rows_for_fingerprint(table)
     dtype = str(rows["dtype"].iloc[0])
@@ -289,7 +332,8 @@ def fit_predictor(table: pd.DataFrame, seed: int = 0,
                                  fingerprint=fingerprint, seed=seed, meta=meta,
                                  engine=str(last["engine"]),
                                  analytic=str(last["clock"]) == ANALYTIC_CLOCK)
-    in_model = fit_in_model(predictor, rows[rows["part"] == "model"], step_overhead_ms)
+    in_model = fit_in_model(predictor, rows[rows["part"] == "model"], step_overhead_ms,
+                            per_weight_mib=per_weight_mib)
     # the step's cost is the engine's, whatever the layers' type: the ladder's, for both
     return dataclasses.replace(
         predictor, in_model=in_model,
@@ -311,7 +355,8 @@ def _absorbed_type(model_type: str) -> str | None:
 
 def fit_in_model(predictor: LatencyPredictor, models: pd.DataFrame,
                  step_overhead_ms: float | None = None,
-                 beside: tuple[InModel, pd.DataFrame] | None = None) -> InModel:
+                 beside: tuple[InModel, pd.DataFrame] | None = None,
+                 per_weight_mib: bool | None = None) -> InModel:
     """``InModel`` from whole-model rows, each value clipped to its range.
 
     Prefill rows give the factor: the median of (model - head) / layers' block time.
@@ -322,13 +367,16 @@ def fit_in_model(predictor: LatencyPredictor, models: pd.DataFrame,
     is the intercept of a line through rows that differ in depth only (the profile's
     ``depth_ladder``; weighted by 1 / time^2 as the cost fits), else ``step_overhead_ms``
     (0 when neither: a table profiled before the ladder); ``o`` the median of
-    ``(r - c) / L``. A phase without rows keeps the neutral value (1, 0).
+    ``(r - c) / L``. A phase without rows keeps the neutral value (1, 0). Both in ms, or
+    both in ms per MiB of weights (``r = c * head MiB + L * o * layer MiB``): the form whose
+    fit leaves the rows the smaller mean error, unless ``per_weight_mib`` names it.
 
     ``beside``: (the parent type's InModel, its whole-model rows) for the absorbed type,
     whose archs the profile times as both types: ``o`` is then the parent type's plus the
     median over those archs of the two types' difference in ``r / L``. An arch's own error
     (its blocks predicted a little fast or slow) is in both of its rows and cancels; a
-    median over 4 archs of the absorbed rows alone kept it (see _paired_overhead).
+    median over 4 archs of the absorbed rows alone kept it (see _paired_overhead). It takes
+    the parent type's ``c`` and form too.
     """
     unit = dataclasses.replace(predictor, in_model=InModel())
     ratios = []
@@ -339,17 +387,47 @@ def fit_in_model(predictor: LatencyPredictor, models: pd.DataFrame,
         if blocks > 0:
             ratios.append((float(r["median_ms"]) - pred.breakdown["prefill_head_ms"]) / blocks)
     prefill = _clipped(ratios, 1.0, _SCALE_RANGE)
+    if beside is not None:  # the parent type's form and c: the engine's step, either type
+        per_weight_mib, step_overhead_ms = beside[0].per_weight_mib, beside[0].step_overhead_ms
     steps = _decode_steps(unit, models, prefill)
     if not steps:
-        return InModel(prefill, 0.0, step_overhead_ms or 0.0)
+        return InModel(prefill, 0.0, step_overhead_ms or 0.0, bool(per_weight_mib))
+    forms = (False, True) if per_weight_mib is None else (per_weight_mib,)
+    fits = [_overheads(unit, steps, prefill, per_mib, step_overhead_ms, beside)
+            for per_mib in forms]
+    # the form whose overheads leave the rows' own decode steps the smaller mean error;
+    # ms on a tie (today's form, and the only one a single row can tell)
+    return min(fits, key=lambda fit: (_step_error(fit, steps, unit.dtype_bytes),
+                                      fit.per_weight_mib))
+
+
+def _overheads(unit: LatencyPredictor, steps: list[_Step], prefill: float, per_mib: bool,
+               step_overhead_ms: float | None, beside) -> InModel:
+    """InModel with ``c`` and ``o`` fitted in one form: ms (``per_mib`` false) or ms per MiB
+    of weights (each row's residual ``r = c * head MiB + L * o * layer MiB``)."""
+    size = unit.dtype_bytes
+    head = {s.arch: head_mib(s.arch, size) if per_mib else 1.0 for s in steps}
+    layer = {s.arch: layer_mib(s.arch, size) if per_mib else 1.0 for s in steps}
     if step_overhead_ms is None:
-        step_overhead_ms = _step_intercept(steps)
-    bounds = tuple(x * float(np.median([s.block_ms for s in steps])) for x in _OVERHEAD_RANGE)
-    overheads = [(s.residual_ms - step_overhead_ms) / s.layers for s in steps]
-    paired = _paired_overhead(unit, steps, beside) if beside is not None else None
+        step_overhead_ms = _step_intercept(steps, head)
+    bounds = tuple(x * float(np.median([s.block_ms / layer[s.arch] for s in steps]))
+                   for x in _OVERHEAD_RANGE)
+    overheads = [(s.residual_ms - step_overhead_ms * head[s.arch]) / (s.layers * layer[s.arch])
+                 for s in steps]
+    paired = (_paired_overhead(unit, steps, beside, layer) if beside is not None else None)
     if paired is not None:
         overheads = [paired]
-    return InModel(prefill, _clipped(overheads, 0.0, bounds), step_overhead_ms)
+    return InModel(prefill, _clipped(overheads, 0.0, bounds), step_overhead_ms, per_mib)
+
+
+def _step_error(fit: InModel, steps: list[_Step], dtype_bytes: int) -> float:
+    """Mean |error| of the rows' whole-model time with ``fit``'s decode overheads: the mean,
+    not the median, so that the rows' narrowest and widest archs, where the two forms part,
+    count."""
+    return float(np.mean([
+        abs(s.decode_steps * (fit.step_ms(s.arch, dtype_bytes) + s.layers
+                              * fit.layer_ms(s.arch, dtype_bytes) - s.residual_ms))
+        / s.total_ms for s in steps]))
 
 
 def _decode_steps(unit: LatencyPredictor, models: pd.DataFrame, prefill: float) -> list[_Step]:
@@ -365,15 +443,17 @@ def _decode_steps(unit: LatencyPredictor, models: pd.DataFrame, prefill: float) 
             rest = float(r["median_ms"]) - prefill * b["prefill_blocks_ms"] - b["prefill_head_ms"]
             steps.append(_Step(
                 arch=arch, residual_ms=(rest - b["decode_head_ms"] - b["decode_blocks_ms"]) / n,
-                total_ms=float(r["median_ms"]),
+                total_ms=float(r["median_ms"]), decode_steps=n,
                 block_ms=b["decode_blocks_ms"] / (n * arch.num_hidden_layers)))
     return steps
 
 
 def _paired_overhead(unit: LatencyPredictor, steps: list[_Step],
-                     beside: tuple[InModel, pd.DataFrame]) -> float | None:
+                     beside: tuple[InModel, pd.DataFrame],
+                     layer: Mapping[ArchConfig, float]) -> float | None:
     """``o`` of the absorbed type: the parent type's plus the median over the archs timed as
-    both of ``(r_absorbed - r_parent) / L`` (None: no arch timed as both). Exact where each
+    both of ``(r_absorbed - r_parent) / L`` (over the layer's MiB too in that form; None:
+    no arch timed as both). Exact where each
     arch's error is alike in its two rows (tests/latency/test_predictor.py); on the AMD EPYC
     VM, where a row's own noise is larger, it did not improve the absorbed archs: their
     median speed-up error over the parent in bench/latency_accuracy.py went from -2.2%,
@@ -381,7 +461,7 @@ def _paired_overhead(unit: LatencyPredictor, steps: list[_Step],
     quick tables (2026-12-02/03)."""
     reference, rows = beside
     theirs = {s.arch: s for s in _decode_steps(unit, rows, reference.prefill_scale)}
-    differences = [(s.residual_ms - theirs[s.arch].residual_ms) / s.layers
+    differences = [(s.residual_ms - theirs[s.arch].residual_ms) / (s.layers * layer[s.arch])
                    for s in steps if s.arch in theirs]
     if not differences:
         return None
@@ -396,6 +476,7 @@ class _Step:
     residual_ms: float
     total_ms: float
     block_ms: float  # the predicted decode block time of one layer and step
+    decode_steps: int
 
     @property
     def layers(self) -> int:
@@ -407,10 +488,10 @@ class _Step:
         return tuple(getattr(self.arch, k) for k in _SHAPE_KEYS if k != "num_hidden_layers")
 
 
-def _step_intercept(steps: list[_Step]) -> float:
-    """``c`` of ``r = c + L * o`` over the rows of one shape but their depth (the shape
-    timed at the most depths, at least two), clipped to [0, their largest ``r``]; 0 without
-    such rows."""
+def _step_intercept(steps: list[_Step], head: Mapping[ArchConfig, float]) -> float:
+    """``c`` of ``r = c * head + L * o * layer`` over the rows of one shape but their depth
+    (the shape timed at the most depths, at least two; one ``head`` and ``layer`` for all),
+    clipped to [0, their largest ``r / head``]; 0 without such rows."""
     groups: dict[tuple, list[_Step]] = {}
     for s in steps:
         groups.setdefault(s.widths, []).append(s)
@@ -418,7 +499,7 @@ def _step_intercept(steps: list[_Step]) -> float:
     if len({s.layers for s in ladder}) < 2:
         return 0.0
     depth = np.array([s.layers for s in ladder], dtype=np.float64)
-    residual = np.array([s.residual_ms for s in ladder])
+    residual = np.array([s.residual_ms / head[s.arch] for s in ladder])
     weight = 1.0 / np.array([s.total_ms for s in ladder])  # rows of relative noise
     design = np.column_stack([np.ones_like(depth), depth]) * weight[:, None]
     intercept = float(np.linalg.lstsq(design, residual * weight, rcond=None)[0][0])
@@ -522,9 +603,10 @@ def predict_latency(
     prefill_head = float(predictor.head_ms(arch, "prefill", b, p))
     contexts = p + np.arange(1, g)  # decode step k attends to prompt + k keys
     steps = len(contexts)
+    size = predictor.dtype_bytes
     decode_blocks = layers * float(
         np.sum(predictor.block_ms(arch, "decode", b, 1, contexts))
-        + steps * in_model.decode_overhead_ms) + steps * in_model.step_overhead_ms * (layers > 0)
+        + steps * in_model.layer_ms(arch, size)) + steps * in_model.step_ms(arch, size) * (layers > 0)
     decode_head = float(np.sum(predictor.head_ms(arch, "decode", b * np.ones(steps), 1)))
     prefill = prefill_blocks + prefill_head
     decode = decode_blocks + decode_head
@@ -590,8 +672,8 @@ def validate_predictor(predictor: LatencyPredictor, table: pd.DataFrame) -> Vali
     shapes = rows[list(_SHAPE_KEYS)].astype(str).agg("/".join, axis=1)
     out = []
     for shape in sorted(set(shapes)):
-        held_out = dataclasses.replace(
-            predictor, in_model=fit_in_model(predictor, rows[shapes != shape]))
+        held_out = dataclasses.replace(predictor, in_model=fit_in_model(
+            predictor, rows[shapes != shape], per_weight_mib=predictor.in_model.per_weight_mib))
         for r in rows[shapes == shape].to_dict("records"):
             arch = _arch_of_row(r)
             generated = int(r["generated_len"]) if r["phase"] == "workload" else 1

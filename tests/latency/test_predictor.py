@@ -19,6 +19,7 @@ from plsearch.latency.predictor import (
     fit_in_model,
     fit_predictor,
     head_features,
+    layer_mib,
     load_predictor,
     predict_latency,
     predict_tokens_per_s,
@@ -180,12 +181,15 @@ def test_a_broken_tables_in_model_cost_is_clipped(tmp_path):
     rows = synthetic_rows()
     unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
     wild = InModel(prefill_scale=7.0, decode_overhead_ms=50.0)
-    predictor = fit_predictor(append_rows(tmp_path / "t.csv", rows + _model_rows(unit, wild)))
-    assert predictor.in_model.prefill_scale == 2.0
-    step = np.median([predict_latency(BASE.replace(num_hidden_layers=n, hidden_size=h),
-                                      Workload(2, 16, 5), unit).breakdown["decode_blocks_ms"]
-                      / (n * 4) for n, h in MODEL_ARCHS])
-    assert predictor.in_model.decode_overhead_ms == pytest.approx(step, rel=1e-9)
+    table = append_rows(tmp_path / "t.csv", rows + _model_rows(unit, wild))
+    for per_mib in (False, True):  # o at the top of its range: the median layer's decode step
+        predictor = fit_predictor(table, per_weight_mib=per_mib)
+        assert predictor.in_model.prefill_scale == 2.0
+        archs = [BASE.replace(num_hidden_layers=n, hidden_size=h) for n, h in MODEL_ARCHS]
+        step = np.median([predict_latency(a, Workload(2, 16, 5), unit).breakdown[
+            "decode_blocks_ms"] / (a.num_hidden_layers * 4) / (layer_mib(a, 4) if per_mib else 1)
+            for a in archs])
+        assert predictor.in_model.decode_overhead_ms == pytest.approx(step, rel=1e-9)
 
 
 MODEL_ARCHS = ((2, 64), (4, 96), (6, 128), (3, 80))  # (layers, hidden) of the model rows
@@ -206,8 +210,8 @@ def _model_rows(unit, in_model: InModel, model_type="glm4", archs=MODEL_ARCHS,
                         + pre["prefill_head_ms"]))
         b = predict_latency(arch, Workload(2, 16, 5), unit).breakdown
         ms = (in_model.prefill_scale * b["prefill_blocks_ms"] + b["prefill_head_ms"]
-              + b["decode_blocks_ms"] + layers * 4 * (in_model.decode_overhead_ms + error)
-              + 4 * in_model.step_overhead_ms + b["decode_head_ms"])
+              + b["decode_blocks_ms"] + layers * 4 * (in_model.layer_ms(arch, 4) + error)
+              + 4 * in_model.step_ms(arch, 4) + b["decode_head_ms"])
         rows.append(row("model", "workload", arch, layers, 2, 16, 20, ms, generated=5))
     for r in rows:
         r["model_type"] = model_type
@@ -274,6 +278,7 @@ def test_the_depth_ladder_separates_the_steps_cost_from_each_layers(tmp_path):
                         + _model_rows(unit, absorbed, model_type="glm"))
     predictor = fit_predictor(table)
     for fitted, want in ((predictor.in_model, truth), (predictor.absorbed_in_model, absorbed)):
+        assert not fitted.per_weight_mib  # fixed costs: the ms form fits them exactly
         assert fitted.prefill_scale == pytest.approx(want.prefill_scale)
         assert fitted.decode_overhead_ms == pytest.approx(want.decode_overhead_ms)
         assert fitted.step_overhead_ms == pytest.approx(want.step_overhead_ms)
@@ -303,12 +308,53 @@ def test_without_the_ladder_a_shallow_model_comes_out_too_fast(tmp_path):
     assert predict_latency(shallow, w, spread).total_ms < sum(b.values()) + 4 * (0.004 + 0.03)
 
 
+def test_overheads_that_grow_with_the_weights_read_are_fitted_per_mib(tmp_path):
+    # each step inside the model reads its weights again (a block timed alone finds them in
+    # cache): c grows with the lm_head's MiB, o with the layer's. The per-MiB form fits the
+    # rows exactly and is kept; the ms form, fitted on the same rows, predicts a narrow
+    # shallow arch too slow
+    rows = synthetic_rows()
+    unit = fit_predictor(append_rows(tmp_path / "blocks.csv", rows))
+    truth = InModel(1.05, 0.02, 0.05, per_weight_mib=True)
+    absorbed = InModel(1.0, 0.01, 0.05, per_weight_mib=True)
+    table = append_rows(tmp_path / "t.csv", rows + _model_rows(unit, truth, archs=MODEL_ARCHS
+                                                               + LADDER)
+                        + _model_rows(unit, absorbed, model_type="glm"))
+    predictor = fit_predictor(table)
+    for fitted, want in ((predictor.in_model, truth), (predictor.absorbed_in_model, absorbed)):
+        assert fitted.per_weight_mib
+        assert fitted.decode_overhead_ms == pytest.approx(want.decode_overhead_ms)
+        assert fitted.step_overhead_ms == pytest.approx(want.step_overhead_ms)
+    assert validate_predictor(predictor, table).median_ape(None) < 1e-9  # leave one arch out
+    save_predictor(predictor, tmp_path / "p.json")
+    assert load_predictor(tmp_path / "p.json") == predictor
+    in_ms = fit_predictor(table, per_weight_mib=False)
+    assert not in_ms.in_model.per_weight_mib
+    narrow, w = BASE.replace(num_hidden_layers=2, hidden_size=32), Workload(2, 16, 5)
+    b = predict_latency(narrow, w, unit).breakdown
+    ms = (sum(b.values()) + (truth.prefill_scale - 1) * b["prefill_blocks_ms"]
+          + 4 * (truth.step_ms(narrow, 4) + 2 * truth.layer_ms(narrow, 4)))
+    assert predict_latency(narrow, w, predictor).total_ms == pytest.approx(ms, rel=1e-9)
+    assert predict_latency(narrow, w, in_ms).total_ms > 1.03 * ms  # 4.3% too slow
+
+
+def test_a_predictor_saved_before_the_per_mib_form_loads_in_ms(table, tmp_path):
+    predictor = dataclasses.replace(fit_predictor(table), in_model=InModel(1.1, 0.2, 0.3))
+    save_predictor(predictor, tmp_path / "p.json")
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["version"] == 5 and data["in_model"]["per_weight_mib"] is False
+    data["version"] = 4  # as written before: overheads in ms, no per_weight_mib
+    del data["in_model"]["per_weight_mib"]
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    assert load_predictor(tmp_path / "p.json") == predictor
+
+
 def test_a_predictor_saved_before_the_step_cost_loads_with_none(table, tmp_path):
     predictor = dataclasses.replace(fit_predictor(table), in_model=InModel(1.1, 0.2, 0.0))
     save_predictor(predictor, tmp_path / "p.json")
     data = json.loads((tmp_path / "p.json").read_text())
-    assert data["version"] == 4
     data["version"] = 3  # as written before: no step_overhead_ms
     del data["in_model"]["step_overhead_ms"]
+    del data["in_model"]["per_weight_mib"]
     (tmp_path / "p.json").write_text(json.dumps(data))
     assert load_predictor(tmp_path / "p.json") == predictor
