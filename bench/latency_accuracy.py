@@ -49,8 +49,7 @@ import numpy as np
 def _in_model(m) -> str:
     if m is None:
         return "not measured"
-    layer, head = ((" per MiB of its weights", " per MiB of the lm_head's")
-                   if m.per_weight_mib else ("", ""))
+    layer, head = m.units
     return (f"prefill x {m.prefill_scale:.3f}, decode step {m.decode_overhead_ms:+.3f} ms{layer} "
             f"a layer + {m.step_overhead_ms:.3f} ms{head}")
 
@@ -347,17 +346,17 @@ def _figures(signed: np.ndarray, prefix: str = "") -> dict[str, float]:
             f"{prefix}median_signed_pct_error": float(100 * np.median(signed))}
 
 
-def _figures_of(plain, parent, cases, results, workload, host_drift) -> dict[str, float]:
+def _figures_of(fitted, parent, cases, results, workload, host_drift) -> dict[str, float]:
     """The bench's figures for the same measurements, predicted by another fit of the table
     (``c`` = 0, as before the profile's depth ladder; the overheads' other form)."""
     from plsearch.latency.predictor import predict_latency
 
-    predicted = np.array([predict_latency(arch, workload, plain, absorbed=ab).total_ms
+    predicted = np.array([predict_latency(arch, workload, fitted, absorbed=ab).total_ms
                           for _, arch, ab in cases])
     measured = np.array([r["measured_ms"] for r in results])
-    speedups = predict_latency(parent, workload, plain).total_ms / predicted
-    out = {"decode_overhead_ms": plain.in_model.decode_overhead_ms,
-           "per_weight_mib": plain.in_model.per_weight_mib,
+    speedups = predict_latency(parent, workload, fitted).total_ms / predicted
+    out = {"decode_overhead_ms": fitted.in_model.decode_overhead_ms,
+           "per_weight_mib": fitted.in_model.per_weight_mib,
            **_figures(predicted / measured - 1.0),
            **_figures(speedups / np.array([r["measured_speedup"] for r in results]) - 1.0,
                       "speedup_"),

@@ -273,8 +273,7 @@ def cmd_fit(args) -> int:
     print(f"fitted on {result['fitted_rows']} block/head rows of {db} ({kind}, engine "
           f"{predictor.engine}); predictor -> {out}")
     m = predictor.in_model
-    layer, head = ((" per MiB of the layer's weights", " per MiB of the lm_head's")
-                   if m.per_weight_mib else ("", ""))
+    layer, head = m.units
     print(f"a layer inside the whole model: prefill x {m.prefill_scale:.3f}, each decode step "
           f"{m.decode_overhead_ms:+.3f} ms{layer}; each decode step of a model with layers "
           f"+{m.step_overhead_ms:.3f} ms{head} (fitted on the table's whole-model rows"

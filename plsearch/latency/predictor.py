@@ -205,6 +205,13 @@ class InModel:
         return self.step_overhead_ms * (head_mib(arch, dtype_bytes) if self.per_weight_mib
                                         else 1.0)
 
+    @property
+    def units(self) -> tuple[str, str]:
+        """What ``o`` and ``c`` are per, after "ms", for messages: ("", "") in ms."""
+        if not self.per_weight_mib:
+            return "", ""
+        return " per MiB of the layer's weights", " per MiB of the lm_head's"
+
     def to_dict(self) -> dict[str, float | bool]:
         return dataclasses.asdict(self)
 
@@ -337,7 +344,7 @@ def fit_predictor(table: pd.DataFrame, seed: int = 0, step_overhead_ms: float | 
     # the step's cost is the engine's, whatever the layers' type: the ladder's, for both
     return dataclasses.replace(
         predictor, in_model=in_model,
-        absorbed_in_model=(fit_in_model(predictor, absorbed_models, in_model.step_overhead_ms,
+        absorbed_in_model=(fit_in_model(predictor, absorbed_models,
                                         beside=(in_model, rows[rows["part"] == "model"]))
                            if len(absorbed_models) else None))
 
